@@ -1,0 +1,172 @@
+"""The one shared representation of every curvature method: a block-diagonal eigendecomposition.
+
+Contract: a ``CurvatureOperator`` is M = blockdiag(V_b diag(λ_b) V_bᵀ) over blocks b covering θ,
+where each block may be dense (V_b stored), Kronecker-factored (V_b = U_S ⊗ U_A, never formed)
+or diagonal (V_b = I). Whole-matrix methods (H, GGN) are one dense block. Every method is
+inverted through the same rule applied to its eigenvalues (SCIENCE.md §3), which is what makes
+the comparison between methods clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from curvscope.models.layout import Block
+
+
+class EigenBlock:
+    """V diag(λ) Vᵀ on θ[start:stop]; subclasses implement the change of basis."""
+
+    start: int
+    stop: int
+    eigenvalues: torch.Tensor  # in the order of ``rotate``'s coordinates
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def rotate(self, X: torch.Tensor) -> torch.Tensor:
+        """Coordinates X V (m × d_b) of the rows of X in the eigenbasis."""
+        raise NotImplementedError
+
+    def unrotate(self, C: torch.Tensor) -> torch.Tensor:
+        """Back to θ coordinates: C Vᵀ."""
+        raise NotImplementedError
+
+    def eigenvectors(self) -> torch.Tensor:
+        """Dense V (d_b × d_b), columns in ``eigenvalues`` order."""
+        eye = torch.eye(self.size, dtype=self.eigenvalues.dtype, device=self.eigenvalues.device)
+        return self.unrotate(eye).T
+
+    def to_dense(self) -> torch.Tensor:
+        V = self.eigenvectors()
+        return (V * self.eigenvalues) @ V.T
+
+
+@dataclass
+class DenseEigenBlock(EigenBlock):
+    start: int
+    stop: int
+    eigenvalues: torch.Tensor
+    vectors: torch.Tensor
+
+    @classmethod
+    def from_matrix(cls, matrix: torch.Tensor, start: int = 0) -> DenseEigenBlock:
+        """Eigendecompose a symmetric matrix (symmetrised first to remove round-off)."""
+        eigenvalues, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+        return cls(start, start + matrix.shape[0], eigenvalues, vectors)
+
+    def rotate(self, X):
+        return X @ self.vectors
+
+    def unrotate(self, C):
+        return C @ self.vectors.T
+
+    def eigenvectors(self):
+        return self.vectors
+
+
+@dataclass
+class DiagonalEigenBlock(EigenBlock):
+    start: int
+    stop: int
+    eigenvalues: torch.Tensor
+
+    def rotate(self, X):
+        return X
+
+    def unrotate(self, C):
+        return C
+
+
+@dataclass
+class KroneckerEigenBlock(EigenBlock):
+    """Q diag(λ) Qᵀ with Q = U_S ⊗ U_A acting on the layer's (out × in_aug) gradient matrix.
+
+    The block's θ layout is (vec(W), b) when the bias is folded in; ``rotate`` maps it to the
+    augmented matrix [W | b] (out × in+1), applies U_Sᵀ · U_A, and flattens row-major, so
+    ``eigenvalues`` is the flattened (out × in_aug) matrix of λ_{o,i} (σ_o α_i for K-FAC,
+    λ*_{o,i} for EK-FAC). Nothing d_b × d_b is ever formed.
+    """
+
+    block: Block
+    U_S: torch.Tensor
+    U_A: torch.Tensor
+    eigenvalues: torch.Tensor
+
+    @property
+    def start(self):
+        return self.block.start
+
+    @property
+    def stop(self):
+        return self.block.stop
+
+    def _to_matrix(self, X):
+        out = self.block.out_features
+        if self.block.has_weight and self.block.has_bias:
+            W = X[:, : out * self.block.in_features].reshape(-1, out, self.block.in_features)
+            return torch.cat([W, X[:, out * self.block.in_features :].unsqueeze(-1)], dim=-1)
+        return X.reshape(X.shape[0], out, -1)
+
+    def _from_matrix(self, Y):
+        if self.block.has_weight and self.block.has_bias:
+            return torch.cat([Y[..., :-1].reshape(Y.shape[0], -1), Y[..., -1]], dim=-1)
+        return Y.reshape(Y.shape[0], -1)
+
+    def rotate(self, X):
+        Y = self.U_S.T @ self._to_matrix(X) @ self.U_A
+        return Y.reshape(X.shape[0], -1)
+
+    def unrotate(self, C):
+        Y = C.reshape(C.shape[0], self.U_S.shape[0], self.U_A.shape[0])
+        return self._from_matrix(self.U_S @ Y @ self.U_A.T)
+
+
+@dataclass
+class CurvatureOperator:
+    """M = blockdiag of eigen-blocks over θ (d parameters), plus what produced it."""
+
+    name: str
+    n_params: int
+    blocks: list[EigenBlock]
+    info: dict = field(default_factory=dict)
+
+    def eigenvalues(self) -> torch.Tensor:
+        return torch.cat([b.eigenvalues for b in self.blocks])
+
+    def apply_spectral(self, X: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """X ↦ X V diag(w) Vᵀ for rows of X (m × d), w aligned with ``eigenvalues()``."""
+        out = torch.empty_like(X)
+        offset = 0
+        for b in self.blocks:
+            w = weights[offset : offset + b.size]
+            out[:, b.start : b.stop] = b.unrotate(b.rotate(X[:, b.start : b.stop]) * w)
+            offset += b.size
+        return out
+
+    def matmat(self, X: torch.Tensor) -> torch.Tensor:
+        """M X for X (d × m)."""
+        return self.apply_spectral(X.T, self.eigenvalues()).T
+
+    def rotate(self, X: torch.Tensor) -> torch.Tensor:
+        """Coordinates of the rows of X in the operator's eigenbasis (block by block)."""
+        return torch.cat([b.rotate(X[:, b.start : b.stop]) for b in self.blocks], dim=1)
+
+    def to_dense(self) -> torch.Tensor:
+        d = self.n_params
+        ref = self.blocks[0].eigenvalues
+        M = torch.zeros(d, d, dtype=ref.dtype, device=ref.device)
+        for b in self.blocks:
+            M[b.start : b.stop, b.start : b.stop] = b.to_dense()
+        return M
+
+    def block_eigen(self, block: Block) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(eigenvalues, eigenvectors) of this operator restricted to a layout block, if the
+        operator's own blocks align with it (None for a whole-matrix operator)."""
+        for b in self.blocks:
+            if b.start == block.start and b.stop == block.stop:
+                return b.eigenvalues, b.eigenvectors()
+        return None

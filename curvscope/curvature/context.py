@@ -1,0 +1,197 @@
+"""Shared, memoised ingredients of the curvature methods for one trained model and data set.
+
+Every method module asks this context for what it needs (the dense Hessian, the dense GGN,
+one GGN block, K-FAC factors, layer signals), so nothing is computed twice in a study and a
+study that runs only structured methods never forms a d × d matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from curvscope.curvature.signals import (
+    FisherType,
+    LayerSignals,
+    augmented_inputs,
+    block_jacobian_rows,
+    fisher_cotangents,
+    layer_signals,
+)
+from curvscope.models.layout import Block, BlockStructure, ParameterLayout
+
+
+@dataclass(frozen=True)
+class CurvatureSettings:
+    """Options shared by the methods. ``chunk_bytes`` bounds every temporary work buffer."""
+
+    block_structure: BlockStructure = "layer"
+    fisher_type: FisherType = "type2"
+    mc_samples: int = 1
+    seed: int = 0
+    chunk_bytes: int = 512 * 2**20
+
+
+class CurvatureContext:
+    """Model + training data (X, y) + settings → memoised curvature ingredients.
+
+    The loss is the mean cross-entropy L(θ) = (1/N) Σ_n ℓ(y_n, f_θ(x_n)).
+    """
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                 settings: CurvatureSettings | None = None):
+        self.model = model
+        self.X = X
+        self.y = y
+        self.settings = settings or CurvatureSettings()
+        self.layout = ParameterLayout.from_model(model, self.settings.block_structure)
+        self.layer_layout = ParameterLayout.from_model(model, "layer")
+        self.theta = self.layout.flatten(
+            {k: v.detach() for k, v in model.named_parameters()}
+        ).clone()
+        self._memo: dict = {}
+
+    # ----- basic quantities -------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return self.layout.n_params
+
+    @property
+    def n_data(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.theta.dtype
+
+    def loss_of_theta(self, theta: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(self.model, self.layout.unflatten(theta), (self.X,))
+        return F.cross_entropy(logits, self.y)
+
+    def has(self, key: str) -> bool:
+        return key in self._memo
+
+    def _memoise(self, key, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    # ----- dense matrices ---------------------------------------------------------------
+    def hessian(self) -> torch.Tensor:
+        """H = ∇²L(θ), exact and dense, by batched Hessian-vector products.
+
+        Columns H e_i are forward-over-reverse products jvp(∇L, e_i), vmapped over chunks of
+        the identity so each chunk is a few large matrix products.
+        """
+        return self._memoise("hessian", self._dense_hessian)
+
+    def _dense_hessian(self) -> torch.Tensor:
+        d = self.n_params
+        gradient = grad(self.loss_of_theta)
+
+        def hvp(v):
+            return jvp(gradient, (self.theta,), (v,))[1]
+
+        width = sum(b.in_features + b.out_features for b in self.layer_layout.blocks)
+        per_column = 12 * self.n_data * width * self.theta.element_size()  # activations+tangents
+        chunk = int(max(1, min(d, self.settings.chunk_bytes // max(per_column, 1))))
+        H = torch.empty(d, d, dtype=self.dtype, device=self.theta.device)
+        eye = torch.eye(d, dtype=self.dtype, device=self.theta.device)
+        for start in range(0, d, chunk):
+            H[start : start + chunk] = vmap(hvp)(eye[start : start + chunk])
+        return (H + H.T) / 2
+
+    def ggn(self) -> torch.Tensor:
+        """G = (1/N) Σ_n J_nᵀ Λ_n J_n, exact and dense, as (1/N) BᵀB with B's rows m_{n,k}ᵀ J_n
+        (see ``signals``), accumulated over chunks of samples."""
+        return self._memoise("ggn", lambda: self._gram(self.layer_layout.blocks))
+
+    def _gram(self, blocks: tuple[Block, ...] | list[Block]) -> torch.Tensor:
+        """(1/N) B_Sᵀ B_S for the θ-columns of the contiguous ``blocks``."""
+        size = sum(b.size for b in blocks)
+        G = torch.zeros(size, size, dtype=self.dtype, device=self.theta.device)
+        for rows in self._jacobian_row_chunks(blocks):
+            G.addmm_(rows.T, rows)
+        G /= self.n_data
+        return (G + G.T) / 2
+
+    def _jacobian_row_chunks(self, blocks):
+        signals = self.signals("type2")
+        k = next(iter(signals.output_grads.values())).shape[0]
+        size = sum(b.size for b in blocks)
+        step = max(1, self.settings.chunk_bytes // (k * size * self.theta.element_size()))
+        for start in range(0, self.n_data, step):
+            stop = min(self.n_data, start + step)
+            yield torch.cat(
+                [
+                    block_jacobian_rows(
+                        b,
+                        augmented_inputs(b, signals.inputs[b.module_name][start:stop]),
+                        signals.output_grads[b.module_name][:, start:stop],
+                    )
+                    for b in blocks
+                ],
+                dim=1,
+            )
+
+    def ggn_block(self, block: Block) -> torch.Tensor:
+        """G_bb, the diagonal block of the GGN for ``block`` (never forms d × d unless the
+        dense GGN is already there)."""
+        if self.has("ggn"):
+            return self._memo["ggn"][block.slice, block.slice]
+        return self._memoise(("ggn_block", block.name), lambda: self._gram([block]))
+
+    def ggn_diagonal(self) -> torch.Tensor:
+        """diag(G) = (1/N) Σ_{n,k} (m_{n,k}ᵀ J_n)², column sums of squares of B."""
+        if self.has("ggn"):
+            return torch.diagonal(self._memo["ggn"]).clone()
+
+        def compute():
+            diag = torch.zeros(self.n_params, dtype=self.dtype, device=self.theta.device)
+            for b in self.layer_layout.blocks:
+                for rows in self._jacobian_row_chunks([b]):
+                    diag[b.slice] += rows.square().sum(0)
+            return diag / self.n_data
+
+        return self._memoise("ggn_diagonal", compute)
+
+    # ----- layer signals and Kronecker factors -----------------------------------------
+    def signals(self, fisher_type: FisherType | None = None) -> LayerSignals:
+        fisher_type = fisher_type or self.settings.fisher_type
+        generator = torch.Generator(device=self.theta.device).manual_seed(self.settings.seed)
+
+        def cotangents(logits):
+            return fisher_cotangents(logits, self.y, fisher_type, self.settings.mc_samples,
+                                     generator)
+
+        return self._memoise(("signals", fisher_type),
+                             lambda: layer_signals(self.model, self.X, cotangents))
+
+    def kronecker_factors(self, block: Block) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, A) of K-FAC for ``block`` under the settings' Fisher type:
+        A = (1/N) Σ_n ā_n ā_nᵀ,  S = (1/N) Σ_n Σ_k g_{n,k} g_{n,k}ᵀ."""
+
+        def compute():
+            signals = self.signals()
+            a = augmented_inputs(block, signals.inputs[block.module_name])
+            g = signals.output_grads[block.module_name]
+            A = a.T @ a / self.n_data
+            S = torch.einsum("kno,knp->op", g, g) / self.n_data
+            return S, A
+
+        return self._memoise(("kfac", block.name), compute)
+
+    def kronecker_eigenbasis(self, block: Block):
+        """Eigendecompositions (σ, U_S), (α, U_A) of the block's K-FAC factors."""
+
+        def compute():
+            S, A = self.kronecker_factors(block)
+            sigma, U_S = torch.linalg.eigh(S)
+            alpha, U_A = torch.linalg.eigh(A)
+            return sigma, U_S, alpha, U_A
+
+        return self._memoise(("kfac_eig", block.name), compute)

@@ -1,0 +1,29 @@
+"""Step 4: K-FAC, per layer K_l = S_l ⊗ A_l (Martens & Grosse, 2015).
+
+A_l = (1/N) Σ_n ā_n ā_nᵀ is the covariance of the layer's inputs (bias folded in as a constant
+1); S_l = (1/N) Σ_n Σ_k g_{n,k} g_{n,k}ᵀ the covariance of the output gradients backpropagated
+from the columns of Λ_n^{1/2} (exact type-2; C backward passes). In the eigenbases
+S = U_S diag(σ) U_Sᵀ, A = U_A diag(α) U_Aᵀ, K_l = Q_l diag(σ ⊗ α) Q_lᵀ with Q_l = U_S ⊗ U_A,
+which is how it is stored, applied and inverted, never formed.
+"""
+
+import torch
+
+from curvscope.curvature.base import CurvatureOperator, KroneckerEigenBlock
+from curvscope.curvature.context import CurvatureContext
+
+
+def build(ctx: CurvatureContext) -> CurvatureOperator:
+    blocks = []
+    for block in ctx.layout.blocks:
+        sigma, U_S, alpha, U_A = ctx.kronecker_eigenbasis(block)
+        blocks.append(KroneckerEigenBlock(block, U_S, U_A, torch.outer(sigma, alpha).reshape(-1)))
+    return CurvatureOperator("K-FAC", ctx.n_params, blocks, info=_fisher_info(ctx))
+
+
+def _fisher_info(ctx: CurvatureContext) -> dict:
+    info = {"fisher_type": ctx.settings.fisher_type,
+            "block_structure": ctx.settings.block_structure}
+    if ctx.settings.fisher_type == "mc":
+        info["mc_samples"] = ctx.settings.mc_samples
+    return info

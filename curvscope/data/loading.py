@@ -1,0 +1,108 @@
+"""Load a data set, apply THE shared split, and standardize with train-only statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn import datasets
+from sklearn.preprocessing import StandardScaler
+
+from .files import read_file
+from .spec import DataSpec, DataValidationError
+from .split import SplitData, n_test_rows, split_indices
+
+_SKLEARN_LOADERS = {
+    "digits": datasets.load_digits,
+    "wine": datasets.load_wine,
+    "breast_cancer": datasets.load_breast_cancer,
+    "iris": datasets.load_iris,
+}
+
+
+def gaussian_mixture(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic balanced Gaussian mixture, deterministic for ``spec.synthetic_seed``.
+
+    Class means are drawn ``N(0, s^2 I)`` with ``s = class_separation / sqrt(2 *
+    n_features)``, so the expected squared distance between two means is
+    ``class_separation^2`` whatever the dimension; points are ``N(mean_c, I)``. Row ``i``
+    has class ``i % n_classes`` (class sizes differ by at most one); at least two points
+    per class are required.
+    """
+    rng = np.random.default_rng(spec.synthetic_seed)
+    d, c, n = spec.n_features, spec.n_classes, spec.n_samples
+    if n < 2 * c:
+        raise DataValidationError(
+            f"gaussian_mixture: n_samples={n} is too few for n_classes={c}; at least two "
+            f"points per class ({2 * c}) are needed."
+        )
+    means = rng.normal(0.0, spec.class_separation / np.sqrt(2 * d), size=(c, d))
+    y = np.arange(n, dtype=np.int64) % c
+    X = means[y] + rng.standard_normal((n, d))
+    return X, y
+
+
+def load_data(spec: DataSpec) -> SplitData:
+    """Load ``spec``'s data set and split it with THE shared seeded permutation.
+
+    The split comes from :func:`split_indices` (one permutation seeded by
+    ``spec.split_seed``, shared by every consumer, so no test row can leak into training).
+    When ``spec.standardize``, a StandardScaler is fitted on the TRAIN rows only and
+    applied to both sets. Labels are re-coded to ``0..C-1`` by sorted unique value.
+    Nothing is downloaded: the four sklearn sets ship inside scikit-learn.
+
+    Raises :class:`DataValidationError` for a bad file, fewer than 2 classes, or too few
+    rows to give at least one test row and one training row per class.
+    """
+    images = None
+    if spec.name == "file":
+        X, raw_y = read_file(spec.path, spec.label_column)
+        name = Path(spec.path).name
+    elif spec.name == "gaussian_mixture":
+        X, raw_y = gaussian_mixture(spec)
+        name = spec.name
+    else:
+        bunch = _SKLEARN_LOADERS[spec.name]()
+        X, raw_y, name = bunch.data, bunch.target, spec.name
+        if spec.name == "digits":
+            images = np.asarray(bunch.images, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    classes, y = np.unique(raw_y, return_inverse=True)
+    y = y.astype(np.int64).reshape(-1)
+    n_rows, n_classes = len(y), len(classes)
+    if n_classes < 2:
+        raise DataValidationError(
+            f"{name}: every label is {classes[0]}; a classification data set needs at least "
+            "2 distinct labels."
+        )
+    n_test = n_test_rows(n_rows, spec.test_fraction)
+    if n_rows - n_test < n_classes:
+        raise DataValidationError(
+            f"{name}: {n_rows} rows are too few: with test_fraction={spec.test_fraction}, "
+            f"{n_test} go to the test set and {n_rows - n_test} remain for training, but at "
+            f"least one training row per class ({n_classes} classes) is needed. Add rows or "
+            "lower test_fraction."
+        )
+    train_idx, test_idx = split_indices(n_rows, spec.test_fraction, spec.split_seed)
+    X_train, X_test = X[train_idx], X[test_idx]
+    if spec.standardize:
+        scaler = StandardScaler().fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+        mean, scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
+    else:
+        mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    return SplitData(
+        name=name,
+        X_train=np.ascontiguousarray(X_train, dtype=np.float64),
+        X_test=np.ascontiguousarray(X_test, dtype=np.float64),
+        y_train=y[train_idx],
+        y_test=y[test_idx],
+        train_idx=train_idx,
+        test_idx=test_idx,
+        n_features=int(X.shape[1]),
+        n_classes=n_classes,
+        classes=classes.tolist(),
+        feature_mean=mean,
+        feature_scale=scale,
+        images=images,
+    )
