@@ -27,7 +27,7 @@ def build(ctx: CurvatureContext) -> CurvatureOperator:
     blocks = []
     for block in ctx.layout.blocks:
         _, U_S, _, U_A = ctx.kronecker_eigenbasis(block)
-        kron = KroneckerEigenBlock(block, U_S, U_A, torch.empty(0))
+        kron = KroneckerEigenBlock(block, U_S, U_A, U_S.new_empty(0))
         if dense:
             Q = kron.eigenvectors()
             kron.eigenvalues = (Q * (ctx.ggn_block(block) @ Q)).sum(0)

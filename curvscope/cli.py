@@ -1,0 +1,156 @@
+"""The ``curvscope`` command.
+
+``curvscope run --preset quick --out runs/quick`` runs a whole study with no server and writes
+``results.json`` and ``arrays.npz``. Bad input ends with a one-paragraph message and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Curvature-approximation diagnostics for influence functions.")
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+class UserError(Exception):
+    """Bad input: printed as a message, exit code 2."""
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; `curvscope schema` lists the fields)"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) or item["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"  {where}: {message}{shown}")
+    return "invalid study spec:\n" + "\n".join(lines)
+
+
+def load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    if not path.exists():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"config file {path} is not valid JSON: {exc}") from None
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CURVSCOPE_CACHE_DIR", Path.home() / ".cache" / "curvscope"))
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Option(help="Study spec as TOML (or JSON).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Start from a preset: quick or paper.")
+                      ] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for results.json and arrays.npz [default: runs/<spec hash>].")
+    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Stage cache [default: $CURVSCOPE_CACHE_DIR or ~/.cache/curvscope].")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage.")
+                        ] = False,
+):
+    """Run one study locally, with no server, and write its results."""
+    from curvscope.data import DataValidationError
+    from curvscope.spec import resolve_spec
+    from curvscope.study import MemoryBudgetError, run_study
+    from curvscope.training import TrainingDivergedError
+
+    try:
+        spec = resolve_spec(load_config(config), preset)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc)) from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    target = out_dir or Path("runs") / spec.spec_hash()
+    cache = None if no_cache else (cache_dir or default_cache_dir())
+    err.print(f"study [bold]{spec.name or 'unnamed'}[/] ({spec.spec_hash()}) → {target}")
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal and
+                  os.environ.get("CURVSCOPE_PROGRESS") != "1") as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, fraction: float):
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=1.0)
+            bars.update(tasks[stage], completed=fraction)
+
+        try:
+            result = run_study(spec, target, cache, progress)
+        except (DataValidationError, MemoryBudgetError) as exc:
+            raise UserError(str(exc)) from None
+        except TrainingDivergedError as exc:
+            raise UserError(str(exc)) from None
+    if bars.disable:
+        for stage, seconds in result.results["timings"].items():
+            err.print(f"  {stage:<24} {seconds:8.2f} s")
+    summary = {name: m["relative_residual_to_H"] for name, m in result.results["methods"].items()}
+    out.print(f"wrote {target / 'results.json'} and {target / 'arrays.npz'}")
+    out.print("relative residual to H: " + ", ".join(
+        f"{n} {v:.3g}" if v is not None else f"{n} –" for n, v in summary.items()))
+
+
+@app.command()
+def methods():
+    """List the curvature methods of the registry."""
+    from curvscope.registry import METHODS
+
+    for info in METHODS.values():
+        out.print(f"{info.name:<14} {info.kind:<10} {info.description}")
+
+
+@app.command()
+def schema():
+    """Print the study spec's JSON schema (fields, bounds, descriptions)."""
+    from curvscope.spec import StudySpec
+
+    out.print_json(json.dumps(StudySpec.model_json_schema()))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""All diagnostics of a study from its curvature operators (SCIENCE.md §5).
+
+Whole-matrix quantities (residuals to H and G, off-block ratio, cross-layer share) need the
+dense H or G and are reported only when the study built them; per-block quantities use the GGN
+blocks G_bb, which never require the d × d matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from curvscope.curvature.base import CurvatureOperator, DiagonalEigenBlock
+from curvscope.curvature.context import CurvatureContext
+from curvscope.diagnostics.metrics import (
+    condition_number,
+    eigenbasis_overlap,
+    eigenvalue_overlap,
+    kfac_error_split,
+    off_block_ratio,
+    relative_residual,
+    spectrum_summary,
+    swap_tests,
+)
+from curvscope.models.layout import Block
+from curvscope.registry import CHAIN
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def block_spectrum(op: CurvatureOperator, block: Block, dense: torch.Tensor | None):
+    """(eigenvalues, eigenvectors) of the operator's diagonal block for ``block``."""
+    aligned = op.block_eigen(block)
+    if aligned is not None:
+        return aligned
+    whole = op.blocks[0]
+    if isinstance(whole, DiagonalEigenBlock):
+        values = whole.eigenvalues[block.slice]
+        return values, torch.eye(block.size, dtype=values.dtype, device=values.device)
+    matrix = dense[block.slice, block.slice] if dense is not None else op.to_dense()[
+        block.slice, block.slice]
+    return torch.linalg.eigh((matrix + matrix.T) / 2)
+
+
+def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: int,
+             damping: float) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(results fragment, arrays) with per-method metrics, off-block ratios, decomposition."""
+    H = ctx.hessian() if "H" in operators else None
+    G = ctx.ggn() if "GGN" in operators else None
+    whole = {"H": H, "GGN": G}
+    arrays: dict[str, torch.Tensor] = {}
+    ref_blocks = {}
+    for block in ctx.layout.blocks:
+        G_bb = ctx.ggn_block(block)
+        ref_blocks[block.name] = (G_bb, *torch.linalg.eigh(G_bb))
+
+    methods: dict[str, dict] = {}
+    for name, op in operators.items():
+        eigenvalues = op.eigenvalues()
+        dense = whole.get(name)
+        if dense is None and (H is not None or G is not None):
+            dense = op.to_dense()
+        entry = {
+            "relative_residual_to_H": relative_residual(H, dense) if H is not None else None,
+            "relative_residual_to_GGN": relative_residual(G, dense) if G is not None else None,
+            "condition_number": {
+                "matrix": finite_or_none(condition_number(eigenvalues)),
+                "damped": finite_or_none(condition_number(eigenvalues + damping)),
+            },
+            "spectrum": spectrum_summary(eigenvalues),
+            "eigenvalue_overlap": {},
+            "eigenbasis_overlap": {},
+        }
+        for block in ctx.layout.blocks:
+            values, vectors = block_spectrum(op, block, whole.get(name))
+            G_bb, ref_values, ref_vectors = ref_blocks[block.name]
+            entry["eigenvalue_overlap"][block.name] = eigenvalue_overlap(values, ref_values)
+            entry["eigenbasis_overlap"][block.name] = eigenbasis_overlap(
+                values, vectors, ref_values, ref_vectors, k)
+            arrays[f"block_eigenvalues/{name}/{block.name}"] = torch.sort(values).values
+        arrays[f"eigenvalues/{name}"] = torch.sort(eigenvalues).values
+        if name not in whole:
+            del dense
+        methods[name] = entry
+
+    off_block = {n: off_block_ratio(M, ctx.layout.blocks) for n, M in whole.items()
+                 if M is not None}
+    decomposition = _decomposition(ctx, operators, ref_blocks, H, G)
+    for n, M in whole.items():
+        if M is not None:
+            arrays[f"heatmaps/{n}"] = log_abs_heatmap(M)
+    if H is not None and G is not None:
+        arrays["heatmaps/H-GGN"] = log_abs_heatmap(H - G)
+    return {"methods": methods, "off_block": off_block, "decomposition": decomposition}, arrays
+
+
+def _decomposition(ctx, operators, ref_blocks, H, G) -> dict | None:
+    """The chain's errors and the exact split of ‖G − K‖² into cross-layer, eigenbasis and
+    eigenvalue parts: ‖G−K‖² = ‖G−G_bd‖² + Σ_l (‖G_ll−E_l‖² + ‖E_l−K_l‖²)."""
+    if "EK-FAC" not in operators or "K-FAC" not in operators:
+        return None
+    per_block = {}
+    for block, E_b, K_b in zip(ctx.layout.blocks, operators["EK-FAC"].blocks,
+                               operators["K-FAC"].blocks, strict=True):
+        G_bb = ref_blocks[block.name][0]
+        split = kfac_error_split(G_bb, E_b.to_dense(), K_b.to_dense())
+        split["swap_tests"] = swap_tests(G_bb, K_b.eigenvalues, K_b.eigenvectors())
+        split["ggn_block_sq"] = float(torch.linalg.norm(G_bb) ** 2)
+        per_block[block.name] = split
+    eigenbasis = sum(b["eigenbasis_error_sq"] for b in per_block.values())
+    eigenvalue = sum(b["eigenvalue_error_sq"] for b in per_block.values())
+    within = eigenbasis + eigenvalue
+    result = {
+        "fisher_type": ctx.settings.fisher_type,
+        "per_block": per_block,
+        "kfac_error": {
+            "eigenbasis_error_sq": eigenbasis,
+            "eigenvalue_error_sq": eigenvalue,
+            "eigenbasis_share": eigenbasis / within if within else 0.0,
+            "eigenvalue_share": eigenvalue / within if within else 0.0,
+        },
+    }
+    if G is not None:
+        on_block = sum(b["ggn_block_sq"] for b in per_block.values())
+        cross = max(float(torch.linalg.norm(G) ** 2) - on_block, 0.0)
+        total = cross + within
+        result["ggn_to_kfac"] = {
+            "total_sq": total,
+            "cross_layer_share": cross / total if total else 0.0,
+            "eigenbasis_share": eigenbasis / total if total else 0.0,
+            "eigenvalue_share": eigenvalue / total if total else 0.0,
+        }
+    steps = []
+    chain = [n for n in CHAIN if n in operators]
+    norm_H = float(torch.linalg.norm(H)) if H is not None else None
+    norm_G = float(torch.linalg.norm(G)) if G is not None else None
+    dense_cache = {"H": H, "GGN": G}
+    for a, b in zip(chain[:-1], chain[1:], strict=True):
+        A = dense_cache.get(a) if dense_cache.get(a) is not None else operators[a].to_dense()
+        B = dense_cache.get(b) if dense_cache.get(b) is not None else operators[b].to_dense()
+        diff = float(torch.linalg.norm(A - B))
+        steps.append({
+            "from": a, "to": b, "frobenius": diff,
+            "relative_to_H": diff / norm_H if norm_H else None,
+            "relative_to_GGN": diff / norm_G if norm_G else None,
+        })
+    result["chain_steps"] = steps
+    return result
+
+
+def log_abs_heatmap(matrix: torch.Tensor, max_bins: int = 128) -> torch.Tensor:
+    """log10 of the mean |entry| over square tiles, at most max_bins × max_bins (for display)."""
+    d = matrix.shape[0]
+    tile = max(1, math.ceil(d / max_bins))
+    pooled = torch.nn.functional.avg_pool2d(matrix.abs()[None, None], tile, ceil_mode=True)[0, 0]
+    return torch.log10(pooled.clamp_min(torch.finfo(matrix.dtype).tiny))

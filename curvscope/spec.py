@@ -1,0 +1,133 @@
+"""StudySpec: everything that defines a study, typed, bounded and described.
+
+Its canonical JSON hash (``spec_hash``) names the study's artifacts; fields that cannot change
+a number (the study's display name, the memory budget) are left out of the hash.
+A spec may start from a preset and override any field (``resolve_spec``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from curvscope.attribution.inverse import InverseRule
+from curvscope.data import DataSpec
+from curvscope.models.mlp import ModelSpec
+from curvscope.registry import METHOD_NAMES, get_method
+from curvscope.training.trainer import TrainingSpec
+
+
+class CurvatureSpec(BaseModel):
+    """Which curvature methods to build and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    methods: list[str] = Field(
+        default_factory=lambda: list(METHOD_NAMES), min_length=1,
+        description=f"Methods to compare; allowed: {', '.join(METHOD_NAMES)}.",
+    )
+    block_structure: Literal["layer", "tensor"] = Field(
+        default="layer", description="Blocks of GGN-blockdiag, K-FAC and EK-FAC: one per layer "
+        "(weight and bias together) or one per tensor.")
+    fisher_type: Literal["type2", "mc", "empirical"] = Field(
+        default="type2", description="Curvature behind K-FAC/EK-FAC: exact type-2 GGN (default), "
+        "Monte-Carlo Fisher or empirical Fisher.")
+    mc_samples: int = Field(default=1, ge=1, le=1000,
+                            description="Labels drawn per point when fisher_type = mc.")
+    eigenbasis_k: int = Field(default=10, ge=1, le=100_000,
+                              description="k of the top-k eigenbasis overlap.")
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        for name in value:
+            get_method(name)
+        if len(set(value)) != len(value):
+            raise ValueError("methods must not repeat")
+        return value
+
+
+class ComputeSpec(BaseModel):
+    """Where and in what precision the study runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["float64", "float32"] = Field(
+        default="float64", description="Precision of training and curvature.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto picks cuda when available, else cpu.")
+    memory_budget_gib: float | None = Field(
+        default=None, gt=0, le=100_000,
+        description="Refuse dense methods whose estimate exceeds this; default half the RAM.")
+
+
+class StudySpec(BaseModel):
+    """A whole study: data, model, training, curvature, inversion, compute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200, description="A label for people.")
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    curvature: CurvatureSpec = Field(default_factory=CurvatureSpec)
+    inverse: InverseRule = Field(default_factory=InverseRule)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+
+    def hashed_content(self) -> dict:
+        content = self.model_dump(mode="json")
+        content.pop("name")
+        content["compute"].pop("memory_budget_gib")
+        return content
+
+    def spec_hash(self) -> str:
+        return content_hash(self.hashed_content())
+
+
+def content_hash(content: Any) -> str:
+    """sha256 of canonical JSON (sorted keys, no whitespace), first 16 hex digits."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, dict] = {
+    # The paper's default study (SCIENCE.md §1): digits, MLP 64→64→32→10, 100 epochs.
+    "paper": {
+        "name": "paper",
+        "training": {"checkpoints": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]},
+    },
+    # A small study that runs end to end in seconds: narrower MLP, fewer epochs.
+    "quick": {
+        "name": "quick",
+        "model": {"hidden": [16, 16]},
+        "training": {"epochs": 20, "lr": 0.03, "checkpoints": [10, 20]},
+    },
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_spec(config: dict | None = None, preset: str | None = None) -> StudySpec:
+    """A full StudySpec from an optional preset (argument or ``config["preset"]``) plus the
+    config's overrides. Raises ``ValueError`` for an unknown preset, pydantic's
+    ``ValidationError`` for a bad field."""
+    config = dict(config or {})
+    preset = preset or config.pop("preset", None)
+    config.pop("preset", None)
+    base: dict = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+        base = PRESETS[preset]
+    return StudySpec.model_validate(deep_merge(base, config))

@@ -1,0 +1,237 @@
+"""The pipeline: a StudySpec in, a StudyResult out, stage by stage.
+
+Stages: data → train → gradients → curvature (one per method) → scores → diagnostics.
+Expensive stages are cached under hashes of exactly their inputs (``storage.StageCache``);
+``results.json`` and ``arrays.npz`` are written atomically.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+import torch.nn.functional as F
+
+from curvscope.attribution import influence_scores, per_sample_gradients
+from curvscope.curvature import CurvatureContext, CurvatureOperator, CurvatureSettings
+from curvscope.data import load_data
+from curvscope.diagnostics.report import diagnose
+from curvscope.models import ParameterLayout, build_mlp
+from curvscope.registry import dense_methods, get_method
+from curvscope.spec import StudySpec
+from curvscope.storage import StageCache, write_json_atomic, write_npz_atomic
+from curvscope.training import train_model
+
+Progress = Callable[[str, float], None]
+
+DENSE_MATRICES_PER_METHOD = 3  # the matrix, its eigenvectors, LAPACK workspace
+DENSE_OVERHEAD_MATRICES = 3  # diagnostics: one structured method materialised + differences
+
+
+class MemoryBudgetError(ValueError):
+    """A dense method would need more memory than the budget allows."""
+
+
+@dataclass
+class StudyResult:
+    results: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def default_memory_budget_bytes() -> int:
+    return psutil.virtual_memory().total // 2
+
+
+def estimate_dense_memory_bytes(n_params: int, methods: list[str], itemsize: int = 8) -> int:
+    """Peak bytes of the d × d matrices a study with these methods holds at once."""
+    n_dense = len(dense_methods(methods))
+    if n_dense == 0:
+        return 0
+    matrices = n_dense * DENSE_MATRICES_PER_METHOD + DENSE_OVERHEAD_MATRICES
+    return matrices * n_params * n_params * itemsize
+
+
+def check_memory_budget(spec: StudySpec, n_params: int) -> int:
+    """Refuse, with a message that says what to change, a dense study over the budget."""
+    budget = (int(spec.compute.memory_budget_gib * 2**30) if spec.compute.memory_budget_gib
+              else default_memory_budget_bytes())
+    itemsize = 8 if spec.compute.dtype == "float64" else 4
+    need = estimate_dense_memory_bytes(n_params, spec.curvature.methods, itemsize)
+    if need > budget:
+        dense = ", ".join(dense_methods(spec.curvature.methods))
+        raise MemoryBudgetError(
+            f"the dense methods ({dense}) need about {need / 2**30:.1f} GiB for "
+            f"{n_params:,} parameters, above the memory budget of {budget / 2**30:.1f} GiB; "
+            "drop them from curvature.methods (the structured methods run matrix-free), use a "
+            "smaller model, or raise compute.memory_budget_gib"
+        )
+    return need
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("compute.device = 'cuda' but no CUDA device is available; use 'auto'")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("curvscope", "torch", "numpy", "scipy", "scikit-learn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | None = None,
+              progress: Progress | None = None) -> StudyResult:
+    """Run every stage of ``spec``; write results.json and arrays.npz to ``out_dir`` if given."""
+    report = progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    cache = StageCache(cache_dir)
+
+    @contextmanager
+    def stage(name: str):
+        report(name, 0.0)
+        start = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - start, 4)
+        report(name, 1.0)
+
+    dtype = torch.float64 if spec.compute.dtype == "float64" else torch.float32
+    device = resolve_device(spec.compute.device)
+
+    with stage("data"):
+        data = load_data(spec.data)
+
+        def tensor(a, kind=dtype):
+            return torch.as_tensor(a, dtype=kind, device=device)
+
+        X_train, y_train = tensor(data.X_train), tensor(data.y_train, torch.long)
+        X_test, y_test = tensor(data.X_test), tensor(data.y_test, torch.long)
+        model = build_mlp(data.n_features, data.n_classes, spec.model, seed=spec.training.seed,
+                          dtype=dtype).to(device)
+        layout = ParameterLayout.from_model(model, spec.curvature.block_structure)
+        check_memory_budget(spec, layout.n_params)
+
+    train_material = {"data": spec.data.model_dump(mode="json"),
+                      "model": spec.model.model_dump(mode="json"),
+                      "training": spec.training.model_dump(mode="json"),
+                      "dtype": spec.compute.dtype, "device": device.type}
+    with stage("train"):
+        def train():
+            result = train_model(model, X_train, y_train, spec.training,
+                                 progress=lambda e, n: report("train", e / n))
+            return {"theta": result.theta.cpu(),
+                    "checkpoints": {e: t.cpu() for e, t in result.checkpoints.items()},
+                    "epoch_losses": result.epoch_losses}
+
+        trained = cache.get_or_compute("train", train_material, train)
+        with torch.no_grad():
+            for name, value in layout.unflatten(trained["theta"].to(device)).items():
+                model.get_parameter(name).copy_(value)
+
+    with stage("gradients"):
+        train_grads = per_sample_gradients(model, X_train, y_train, layout)
+        test_grads = per_sample_gradients(model, X_test, y_test, layout)
+
+    settings = CurvatureSettings(block_structure=spec.curvature.block_structure,
+                                 fisher_type=spec.curvature.fisher_type,
+                                 mc_samples=spec.curvature.mc_samples, seed=spec.training.seed)
+    ctx = CurvatureContext(model, X_train, y_train, settings)
+    operators: dict[str, CurvatureOperator] = {}
+    # dense methods first so EK-FAC can read its eigenvalues off the dense GGN
+    order = sorted(spec.curvature.methods, key=lambda n: get_method(n).dense_matrix is None)
+    for name in order:
+        info = get_method(name)
+        with stage(f"curvature/{name}"):
+            material = {"train": train_material, "method": name,
+                        "settings": spec.curvature.model_dump(
+                            mode="json", exclude={"methods", "eigenbasis_k"})}
+            operators[name] = cache.get_or_compute(f"curvature/{name}", material,
+                                                   lambda info=info: info.build(ctx))
+            if info.dense_matrix and not ctx.has(info.dense_matrix):
+                # reused from the cache: the matrix is its eigen-decomposition recomposed
+                ctx._memo[info.dense_matrix] = operators[name].to_dense()
+    operators = {name: operators[name] for name in spec.curvature.methods}
+
+    scores: dict[str, torch.Tensor] = {}
+    inversion: dict[str, dict] = {}
+    with stage("scores"):
+        for name, op in operators.items():
+            scores[name], inversion[name] = influence_scores(op, train_grads, test_grads,
+                                                             spec.inverse)
+
+    with stage("diagnostics"):
+        diagnostics, diag_arrays = diagnose(ctx, operators, spec.curvature.eigenbasis_k,
+                                            spec.inverse.damping)
+        for name in operators:
+            diagnostics["methods"][name]["inverse"] = inversion[name]
+            diagnostics["methods"][name]["timing_seconds"] = timings[f"curvature/{name}"]
+            diagnostics["methods"][name]["cache"] = cache.events.get(f"curvature/{name}")
+
+    with torch.no_grad():
+        train_logits, test_logits = model(X_train), model(X_test)
+        test_losses = F.cross_entropy(test_logits, y_test, reduction="none")
+    results = {
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.spec_hash(),
+        "versions": package_versions(),
+        "device": describe_device(device),
+        "n_params": layout.n_params,
+        "n_train": data.n_train,
+        "n_test": data.n_test,
+        "n_classes": data.n_classes,
+        "blocks": layout.describe_blocks(),
+        "training": {
+            "epoch_losses": trained["epoch_losses"],
+            "train_loss": float(F.cross_entropy(train_logits, y_train)),
+            "train_accuracy": float((train_logits.argmax(1) == y_train).double().mean()),
+            "test_loss": float(test_losses.mean()),
+            "test_accuracy": float((test_logits.argmax(1) == y_test).double().mean()),
+            "checkpoint_epochs": sorted(trained["checkpoints"]),
+        },
+        "inverse": spec.inverse.model_dump(mode="json"),
+        "cache": dict(cache.events),
+        **diagnostics,
+        "timings": timings,
+    }
+    arrays = {f"scores/{n}": s for n, s in scores.items()} | diag_arrays
+    arrays |= {f"params/{n}": v for n, v in layout.unflatten(trained["theta"]).items()}
+    arrays |= {f"checkpoints/{e}": t for e, t in trained["checkpoints"].items()}
+    arrays |= {"split/train": data.train_idx, "split/test": data.test_idx,
+               "test_losses": test_losses}
+    if data.images is not None:
+        arrays["images/test"] = data.images[data.test_idx]
+        arrays["images/train"] = data.images[data.train_idx]
+    arrays = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v))
+              for k, v in arrays.items()}
+    if out_dir is not None:
+        write_study(Path(out_dir), results, arrays, timings)
+    return StudyResult(results, arrays)
+
+
+def write_study(out_dir: Path, results: dict, arrays: dict[str, np.ndarray],
+                timings: dict[str, float]) -> None:
+    """arrays.npz first, then results.json (whose presence marks a finished study)."""
+    start = time.perf_counter()
+    write_npz_atomic(out_dir / "arrays.npz", arrays)
+    timings["write"] = round(time.perf_counter() - start, 4)
+    write_json_atomic(out_dir / "results.json", results)
