@@ -1,0 +1,62 @@
+"""The pipeline in-process: matrix-free studies, user data, the memory estimate."""
+
+import numpy as np
+import pytest
+
+from curvscope.spec import resolve_spec
+from curvscope.study import MemoryBudgetError, check_memory_budget, run_study
+
+
+def small_spec(**overrides):
+    base = {"model": {"hidden": [8]}, "training": {"epochs": 3, "lr": 0.05},
+            "data": {"name": "iris"}}
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value}
+    return resolve_spec(base)
+
+
+def test_structured_only_study_never_forms_dense_matrices():
+    spec = small_spec(curvature={"methods": ["GGN-blockdiag", "EK-FAC", "K-FAC", "identity"]})
+    result = run_study(spec)
+    for m in result.results["methods"].values():
+        assert m["relative_residual_to_H"] is None and m["relative_residual_to_GGN"] is None
+    assert result.results["off_block"] == {}
+    assert not any(k.startswith("heatmaps/") for k in result.arrays)
+    decomposition = result.results["decomposition"]
+    assert "ggn_to_kfac" not in decomposition
+    assert decomposition["kfac_error"]["eigenbasis_share"] + decomposition["kfac_error"][
+        "eigenvalue_share"] == pytest.approx(1.0)
+
+
+def test_user_csv_and_per_tensor_blocks(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int) * 5 + 2  # labels 2 and 7
+    lines = ["f1,f2,f3,label"] + [",".join(map(str, [*row, lab])) for row, lab in zip(X, y)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    spec = small_spec(data={"name": "file", "path": str(tmp_path / "d.csv")},
+                      curvature={"block_structure": "tensor"})
+    result = run_study(spec, out_dir=tmp_path / "out")
+    assert result.results["n_classes"] == 2
+    assert [b["name"] for b in result.results["blocks"]] == [
+        "0.weight", "0.bias", "2.weight", "2.bias"]
+    assert (tmp_path / "out" / "results.json").exists()
+
+
+def test_memory_estimate_refuses_dense_over_budget_but_allows_structured():
+    spec = small_spec(compute={"memory_budget_gib": 1.0})
+    with pytest.raises(MemoryBudgetError, match="H, GGN.*above the memory budget of 1.0 GiB"):
+        check_memory_budget(spec, n_params=20_000)
+    structured = small_spec(compute={"memory_budget_gib": 1.0},
+                            curvature={"methods": ["K-FAC", "EK-FAC"]})
+    assert check_memory_budget(structured, n_params=20_000) == 0
+
+
+def test_presets_resolve_with_overrides():
+    spec = resolve_spec({"preset": "quick", "training": {"epochs": 7}})
+    assert spec.training.epochs == 7 and spec.model.hidden == [16, 16]
+    paper = resolve_spec(preset="paper")
+    assert paper.model.hidden == [64, 32] and paper.training.epochs == 100
+    assert paper.spec_hash() != spec.spec_hash()
+    renamed = resolve_spec({"preset": "paper", "name": "other"})
+    assert renamed.spec_hash() == paper.spec_hash()
