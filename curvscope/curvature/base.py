@@ -80,6 +80,9 @@ class DiagonalEigenBlock(EigenBlock):
     def unrotate(self, C):
         return C
 
+    def to_dense(self):
+        return torch.diag(self.eigenvalues)
+
 
 @dataclass
 class KroneckerEigenBlock(EigenBlock):

@@ -125,16 +125,14 @@ def augmented_inputs(block: Block, inputs: torch.Tensor) -> torch.Tensor:
     return inputs if block.has_weight else ones
 
 
-def block_jacobian_rows(block: Block, a_aug: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Rows (K·N × d_block) of m_{n,k}ᵀ J_n restricted to ``block``, in θ's layout.
-
-    For weight and bias together θ_block = (vec(W), b), so a row is (vec(g āᵀ without the 1
-    column), g).
-    """
-    k, n, out = g.shape
-    outer = torch.einsum("kno,ni->knoi", g, a_aug)
-    if block.has_weight and block.has_bias:
-        rows = torch.cat([outer[..., :-1].reshape(k, n, -1), outer[..., -1]], dim=-1)
-    else:
-        rows = outer.reshape(k, n, -1)
-    return rows.reshape(k * n, -1)
+def comb_to_theta_index(block: Block) -> torch.Tensor:
+    """Index mapping the layer's (out × in_aug) row-major layout onto θ's block layout:
+    θ_block = comb[index]. With the bias folded in, θ holds (vec(W), b) while the augmented
+    matrix [W | b] interleaves a bias entry after each row of W."""
+    out, fan_in = block.out_features, block.in_features
+    if not (block.has_weight and block.has_bias):
+        size = out * (fan_in if block.has_weight else 1)
+        return torch.arange(size)
+    rows = torch.arange(out).unsqueeze(1) * (fan_in + 1)
+    weight = (rows + torch.arange(fan_in)).reshape(-1)
+    return torch.cat([weight, rows.reshape(-1) + fan_in])

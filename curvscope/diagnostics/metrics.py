@@ -86,11 +86,11 @@ def kfac_error_split(G_block: torch.Tensor, E_block: torch.Tensor, K_block: torc
 
 
 def swap_tests(G_block: torch.Tensor, kfac_eigenvalues: torch.Tensor,
-               kfac_vectors: torch.Tensor) -> dict:
+               kfac_vectors: torch.Tensor, ggn_eigen=None) -> dict:
     """Basis-vs-spectrum swaps, eigenpairs paired by rank (largest with largest):
     G's eigenvectors with K-FAC's eigenvalues, and K-FAC's eigenvectors with G's eigenvalues;
-    each reported as ‖G − swap‖_F / ‖G‖_F."""
-    g_vals, g_vecs = torch.linalg.eigh(G_block)
+    each reported as ‖G − swap‖_F / ‖G‖_F. ``ggn_eigen`` reuses G's eigenpairs if known."""
+    g_vals, g_vecs = ggn_eigen if ggn_eigen is not None else torch.linalg.eigh(G_block)
     g_order = torch.argsort(g_vals, descending=True)
     k_order = torch.argsort(kfac_eigenvalues, descending=True)
     U, g_sorted = g_vecs[:, g_order], g_vals[g_order]

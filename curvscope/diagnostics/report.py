@@ -47,18 +47,23 @@ def block_spectrum(op: CurvatureOperator, block: Block, dense: torch.Tensor | No
 
 def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: int,
              damping: float) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(results fragment, arrays) with per-method metrics, off-block ratios, decomposition."""
+    """(results fragment, arrays) with per-method metrics, off-block ratios, decomposition.
+
+    Each structured method is materialised at most once (and only when H or G is dense), so
+    the chain's step errors are taken on the way, in chain order.
+    """
     H = ctx.hessian() if "H" in operators else None
     G = ctx.ggn() if "GGN" in operators else None
     whole = {"H": H, "GGN": G}
     arrays: dict[str, torch.Tensor] = {}
-    ref_blocks = {}
-    for block in ctx.layout.blocks:
-        G_bb = ctx.ggn_block(block)
-        ref_blocks[block.name] = (G_bb, *torch.linalg.eigh(G_bb))
+    reference = _ggn_block_eigen(ctx, operators)
 
     methods: dict[str, dict] = {}
-    for name, op in operators.items():
+    chain_steps = []
+    previous: tuple[str, torch.Tensor] | None = None
+    in_chain = [n for n in CHAIN if n in operators]
+    for name in in_chain + [n for n in operators if n not in in_chain]:
+        op = operators[name]
         eigenvalues = op.eigenvalues()
         dense = whole.get(name)
         if dense is None and (H is not None or G is not None):
@@ -69,26 +74,34 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
             "condition_number": {
                 "matrix": finite_or_none(condition_number(eigenvalues)),
                 "damped": finite_or_none(condition_number(eigenvalues + damping)),
+                "singular": bool((eigenvalues == 0).any()),
             },
             "spectrum": spectrum_summary(eigenvalues),
             "eigenvalue_overlap": {},
             "eigenbasis_overlap": {},
         }
         for block in ctx.layout.blocks:
-            values, vectors = block_spectrum(op, block, whole.get(name))
-            G_bb, ref_values, ref_vectors = ref_blocks[block.name]
+            ref_values, ref_vectors = reference[block.name]
+            if name == "GGN":
+                values, vectors = ref_values, ref_vectors
+            else:
+                values, vectors = block_spectrum(op, block, whole.get(name))
             entry["eigenvalue_overlap"][block.name] = eigenvalue_overlap(values, ref_values)
             entry["eigenbasis_overlap"][block.name] = eigenbasis_overlap(
                 values, vectors, ref_values, ref_vectors, k)
             arrays[f"block_eigenvalues/{name}/{block.name}"] = torch.sort(values).values
         arrays[f"eigenvalues/{name}"] = torch.sort(eigenvalues).values
-        if name not in whole:
-            del dense
         methods[name] = entry
+        if name in in_chain and dense is not None:
+            if previous is not None:
+                chain_steps.append(_chain_step(previous, (name, dense), H, G))
+            previous = (name, dense)
 
     off_block = {n: off_block_ratio(M, ctx.layout.blocks) for n, M in whole.items()
                  if M is not None}
-    decomposition = _decomposition(ctx, operators, ref_blocks, H, G)
+    decomposition = _decomposition(ctx, operators, reference, G)
+    if decomposition is not None:
+        decomposition["chain_steps"] = chain_steps
     for n, M in whole.items():
         if M is not None:
             arrays[f"heatmaps/{n}"] = log_abs_heatmap(M)
@@ -97,17 +110,38 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
     return {"methods": methods, "off_block": off_block, "decomposition": decomposition}, arrays
 
 
-def _decomposition(ctx, operators, ref_blocks, H, G) -> dict | None:
-    """The chain's errors and the exact split of ‖G − K‖² into cross-layer, eigenbasis and
-    eigenvalue parts: ‖G−K‖² = ‖G−G_bd‖² + Σ_l (‖G_ll−E_l‖² + ‖E_l−K_l‖²)."""
+def _ggn_block_eigen(ctx, operators) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Eigenpairs of every GGN block G_bb, the reference of the per-block overlaps (taken
+    from the block-diagonal method when it was built)."""
+    reference = {}
+    blockdiag = operators.get("GGN-blockdiag")
+    for block in ctx.layout.blocks:
+        aligned = blockdiag.block_eigen(block) if blockdiag is not None else None
+        reference[block.name] = aligned or torch.linalg.eigh(ctx.ggn_block(block))
+    return reference
+
+
+def _chain_step(a: tuple[str, torch.Tensor], b: tuple[str, torch.Tensor], H, G) -> dict:
+    diff = float(torch.linalg.norm(a[1] - b[1]))
+    return {
+        "from": a[0], "to": b[0], "frobenius": diff,
+        "relative_to_H": diff / float(torch.linalg.norm(H)) if H is not None else None,
+        "relative_to_GGN": diff / float(torch.linalg.norm(G)) if G is not None else None,
+    }
+
+
+def _decomposition(ctx, operators, reference, G) -> dict | None:
+    """The exact split of ‖G − K‖² into cross-layer, eigenbasis and eigenvalue parts:
+    ‖G−K‖² = ‖G−G_bd‖² + Σ_l (‖G_ll−E_l‖² + ‖E_l−K_l‖²), plus the swap tests per block."""
     if "EK-FAC" not in operators or "K-FAC" not in operators:
         return None
     per_block = {}
     for block, E_b, K_b in zip(ctx.layout.blocks, operators["EK-FAC"].blocks,
                                operators["K-FAC"].blocks, strict=True):
-        G_bb = ref_blocks[block.name][0]
+        G_bb = ctx.ggn_block(block)
         split = kfac_error_split(G_bb, E_b.to_dense(), K_b.to_dense())
-        split["swap_tests"] = swap_tests(G_bb, K_b.eigenvalues, K_b.eigenvectors())
+        split["swap_tests"] = swap_tests(G_bb, K_b.eigenvalues, K_b.eigenvectors(),
+                                         ggn_eigen=reference[block.name])
         split["ggn_block_sq"] = float(torch.linalg.norm(G_bb) ** 2)
         per_block[block.name] = split
     eigenbasis = sum(b["eigenbasis_error_sq"] for b in per_block.values())
@@ -133,21 +167,6 @@ def _decomposition(ctx, operators, ref_blocks, H, G) -> dict | None:
             "eigenbasis_share": eigenbasis / total if total else 0.0,
             "eigenvalue_share": eigenvalue / total if total else 0.0,
         }
-    steps = []
-    chain = [n for n in CHAIN if n in operators]
-    norm_H = float(torch.linalg.norm(H)) if H is not None else None
-    norm_G = float(torch.linalg.norm(G)) if G is not None else None
-    dense_cache = {"H": H, "GGN": G}
-    for a, b in zip(chain[:-1], chain[1:], strict=True):
-        A = dense_cache.get(a) if dense_cache.get(a) is not None else operators[a].to_dense()
-        B = dense_cache.get(b) if dense_cache.get(b) is not None else operators[b].to_dense()
-        diff = float(torch.linalg.norm(A - B))
-        steps.append({
-            "from": a, "to": b, "frobenius": diff,
-            "relative_to_H": diff / norm_H if norm_H else None,
-            "relative_to_GGN": diff / norm_G if norm_G else None,
-        })
-    result["chain_steps"] = steps
     return result
 
 
