@@ -89,8 +89,8 @@ def run(
     target = out_dir or Path("runs") / spec.spec_hash()
     cache = None if no_cache else (cache_dir or default_cache_dir())
     err.print(f"study [bold]{spec.name or 'unnamed'}[/] ({spec.spec_hash()}) → {target}")
-    columns = (TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<24}"), BarColumn(),
+               TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal and
                   os.environ.get("CURVSCOPE_PROGRESS") != "1") as bars:
         tasks: dict[str, int] = {}

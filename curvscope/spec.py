@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from curvscope.attribution.inverse import InverseRule
 from curvscope.data import DataSpec
+from curvscope.groundtruth.retrain import GroundTruthSpec
 from curvscope.models.mlp import ModelSpec
 from curvscope.registry import METHOD_NAMES, get_method
 from curvscope.training.trainer import TrainingSpec
@@ -76,11 +77,13 @@ class StudySpec(BaseModel):
     curvature: CurvatureSpec = Field(default_factory=CurvatureSpec)
     inverse: InverseRule = Field(default_factory=InverseRule)
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    groundtruth: GroundTruthSpec = Field(default_factory=GroundTruthSpec)
 
     def hashed_content(self) -> dict:
         content = self.model_dump(mode="json")
         content.pop("name")
         content["compute"].pop("memory_budget_gib")
+        content["groundtruth"].pop("max_models_per_chunk")
         return content
 
     def spec_hash(self) -> str:
@@ -98,8 +101,9 @@ PRESETS: dict[str, dict] = {
     "paper": {
         "name": "paper",
         "training": {"checkpoints": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]},
+        "groundtruth": {"alphas": [0.3, 0.5, 0.7, 0.9]},
     },
-    # A small study that runs end to end in seconds: narrower MLP, fewer epochs.
+    # A small study that runs end to end in seconds: narrower MLP, fewer epochs, α = 0.5 only.
     "quick": {
         "name": "quick",
         "model": {"hidden": [16, 16]},

@@ -24,8 +24,15 @@ from curvscope.attribution import influence_scores, per_sample_gradients
 from curvscope.curvature import CurvatureContext, CurvatureOperator, CurvatureSettings
 from curvscope.data import load_data
 from curvscope.diagnostics.report import diagnose
+from curvscope.groundtruth import (
+    draw_subsets,
+    lds,
+    predicted_losses,
+    retrain_slice,
+    seed_noise_ceiling,
+)
 from curvscope.models import ParameterLayout, build_mlp
-from curvscope.registry import dense_methods, get_method
+from curvscope.registry import CHAIN, dense_methods, get_method
 from curvscope.spec import StudySpec
 from curvscope.storage import StageCache, write_json_atomic, write_npz_atomic
 from curvscope.training import train_model
@@ -187,6 +194,16 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
             diagnostics["methods"][name]["timing_seconds"] = timings[f"curvature/{name}"]
             diagnostics["methods"][name]["cache"] = cache.events.get(f"curvature/{name}")
 
+    groundtruth, gt_arrays = None, {}
+    if spec.groundtruth.enabled:
+        groundtruth, gt_arrays = _ground_truth(spec, data, model, scores, train_material, cache,
+                                               stage, report)
+        lds_values = groundtruth.pop("lds")
+        for name in operators:
+            diagnostics["methods"][name]["lds"] = lds_values[name]
+        if diagnostics["decomposition"] is not None:
+            diagnostics["decomposition"]["lds_lost"] = groundtruth["lds_lost"]
+
     with torch.no_grad():
         train_logits, test_logits = model(X_train), model(X_test)
         test_losses = F.cross_entropy(test_logits, y_test, reduction="none")
@@ -211,9 +228,10 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
         "inverse": spec.inverse.model_dump(mode="json"),
         "cache": dict(cache.events),
         **diagnostics,
+        "groundtruth": groundtruth,
         "timings": timings,
     }
-    arrays = {f"scores/{n}": s for n, s in scores.items()} | diag_arrays
+    arrays = {f"scores/{n}": s for n, s in scores.items()} | diag_arrays | gt_arrays
     arrays |= {f"params/{n}": v for n, v in layout.unflatten(trained["theta"]).items()}
     arrays |= {f"checkpoints/{e}": t for e, t in trained["checkpoints"].items()}
     arrays |= {"split/train": data.train_idx, "split/test": data.test_idx,
@@ -226,6 +244,93 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
     if out_dir is not None:
         write_study(Path(out_dir), results, arrays, timings)
     return StudyResult(results, arrays)
+
+
+def _ground_truth(spec, data, model, scores, train_material, cache, stage, report):
+    """Retrain on subsets for every α, then the LDS of every method with its interval, the
+    seed-noise ceiling, the LDS lost at each step of the chain and the hierarchy check."""
+    gt = spec.groundtruth
+    dtype = torch.float64 if gt.dtype == "float64" else torch.float32
+    device = next(model.parameters()).device
+    X, y = (torch.as_tensor(data.X_train, dtype=dtype, device=device),
+            torch.as_tensor(data.y_train, device=device))
+    X_test, y_test = (torch.as_tensor(data.X_test, dtype=dtype, device=device),
+                      torch.as_tensor(data.y_test, device=device))
+    template = build_mlp(data.n_features, data.n_classes, spec.model, seed=0,
+                         dtype=dtype).to(device)
+    epochs = spec.training.checkpoint_epochs()
+    material = {key: value for key, value in train_material.items() if key != "training"}
+    material["training"] = spec.training.model_dump(mode="json", exclude={"seed"})
+    material["groundtruth"] = gt.model_dump(mode="json", exclude={
+        "enabled", "alphas", "max_models_per_chunk", "n_bootstrap"})
+    arrays: dict[str, np.ndarray] = {}
+    retrained: dict[float, np.ndarray] = {}
+    masks: dict[float, np.ndarray] = {}
+    for alpha in gt.alphas:
+        name = f"groundtruth/{alpha}"
+        with stage(name):
+            losses = cache.get_or_compute(name, material | {"alpha": alpha}, lambda alpha=alpha,
+                                          name=name: retrain_slice(
+                template, X, y, X_test, y_test, spec.training, gt, alpha,
+                list(range(gt.n_subsets)), list(range(gt.n_seeds)),
+                progress=lambda fraction: report(name, fraction)))
+        masks[alpha] = draw_subsets(data.n_train, alpha, gt.n_subsets, gt.seed)
+        retrained[alpha] = losses[-1].astype(np.float64)  # final epoch: M × R × n_test
+        arrays[f"masks/{alpha}"] = masks[alpha]
+        arrays[f"retrained_losses/{alpha}"] = losses[-1]
+        if len(epochs) > 1:
+            arrays[f"retrained_losses_by_epoch/{alpha}"] = losses
+    result: dict = {"alphas": gt.alphas, "n_subsets": gt.n_subsets, "n_seeds": gt.n_seeds,
+                    "seed": gt.seed, "dtype": gt.dtype, "checkpoint_epochs": epochs,
+                    "ceiling": {}, "lds": {n: {} for n in scores}}
+    with stage("lds"):
+        for alpha in gt.alphas:
+            key = str(alpha)
+            targets = retrained[alpha].mean(axis=1)
+            for name, score in scores.items():
+                predictions = predicted_losses(masks[alpha], score.detach().cpu().numpy())
+                value = lds(targets, predictions, gt.n_bootstrap, seed=gt.seed)
+                arrays[f"lds_per_test/{name}/{alpha}"] = value.pop("per_test")
+                result["lds"][name][key] = value
+            if gt.n_seeds >= 2:
+                ceiling = seed_noise_ceiling(retrained[alpha], gt.n_bootstrap, seed=gt.seed)
+                arrays[f"lds_per_test/ceiling/{alpha}"] = ceiling.pop("per_test")
+                result["ceiling"][key] = ceiling
+            else:
+                result["ceiling"][key] = None
+    result["lds_lost"] = _lds_lost(result["lds"], gt.alphas)
+    result["hierarchy"] = _hierarchy(result["lds"], gt.alphas)
+    return result, arrays
+
+
+def _lds_lost(values: dict, alphas: list[float]) -> list[dict]:
+    """LDS(a) − LDS(b) for each step a → b of the chain present in the study."""
+    chain = [n for n in CHAIN if n in values]
+    return [{"from": a, "to": b,
+             "lds_lost": {str(x): values[a][str(x)]["value"] - values[b][str(x)]["value"]
+                          for x in alphas}}
+            for a, b in zip(chain[:-1], chain[1:], strict=True)]
+
+
+HIERARCHY = ("GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "identity")
+
+
+def _hierarchy(values: dict, alphas: list[float]) -> dict:
+    """Test LDS(H) ≈ LDS(G) ≥ LDS(G_bd) ≥ LDS(E) ≥ LDS(K) ≥ LDS(I) on point estimates: list
+    each adjacent pair that is out of order; H ≈ G holds when their intervals overlap."""
+    order = [n for n in HIERARCHY if n in values]
+    out = {}
+    for alpha in alphas:
+        key = str(alpha)
+        violations = [f"{a} < {b}" for a, b in zip(order[:-1], order[1:], strict=True)
+                      if values[a][key]["value"] < values[b][key]["value"]]
+        entry: dict = {"order": order, "violations": violations, "holds": not violations}
+        if "H" in values and "GGN" in values:
+            h, g = values["H"][key], values["GGN"][key]
+            entry["H_approx_GGN"] = h["ci_low"] <= g["ci_high"] and g["ci_low"] <= h["ci_high"]
+            entry["holds"] = entry["holds"] and entry["H_approx_GGN"]
+        out[key] = entry
+    return out
 
 
 def write_study(out_dir: Path, results: dict, arrays: dict[str, np.ndarray],

@@ -127,9 +127,8 @@ class CurvatureContext:
         inputs = [augmented_inputs(b, signals.inputs[b.module_name]) for b in blocks]
         grads = [signals.output_grads[b.module_name] for b in blocks]
         perms = [comb_to_theta_index(b).to(self.theta.device) for b in blocks]
-        for l, bl in enumerate(blocks):
+        for l in range(len(blocks)):
             for m in range(l, len(blocks)):
-                bm = blocks[m]
                 out_l, out_m = grads[l].shape[-1], grads[m].shape[-1]
                 in_l, in_m = inputs[l].shape[1], inputs[m].shape[1]
                 width = (out_l * out_m + in_l * in_m) * self.theta.element_size()

@@ -34,7 +34,8 @@ class TrainingSpec(BaseModel):
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="Heavy-ball momentum μ.")
     batch_size: int = Field(default=32, ge=1, le=100_000, description="Minibatch size.")
     epochs: int = Field(default=100, ge=1, le=10_000, description="Passes over the data.")
-    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="L2 added to the gradient.")
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0,
+                                description="L2 coefficient added to the gradient.")
     schedule: Literal["constant", "cosine"] = Field(
         default="constant", description="Learning-rate schedule over steps."
     )

@@ -1,0 +1,17 @@
+"""Ground truth: subset masks, leave-some-out retraining, LDS with bootstrap."""
+
+from curvscope.groundtruth.lds import lds, predicted_losses, seed_noise_ceiling, spearman_columns
+from curvscope.groundtruth.retrain import GroundTruthSpec, retrain_slice
+from curvscope.groundtruth.subsets import draw_subset, draw_subsets, subset_size
+
+__all__ = [
+    "GroundTruthSpec",
+    "retrain_slice",
+    "draw_subset",
+    "draw_subsets",
+    "lds",
+    "predicted_losses",
+    "seed_noise_ceiling",
+    "spearman_columns",
+    "subset_size",
+]

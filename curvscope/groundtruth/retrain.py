@@ -1,0 +1,84 @@
+"""Leave-some-out retraining (SCIENCE.md §4): every (α, subset m, seed r) model retrained with
+the study's recipe by the batched trainer, in chunks that fit a memory budget.
+
+Model (α, m, r) trains on subset m of α (``subsets.draw_subset``) from seed ``seed + r``
+(initialisation and minibatch order). Each is independent and deterministic, so any slice of
+(subsets × seeds) can run alone — on another worker — and the slices assemble into the same
+array as one run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from curvscope.groundtruth.subsets import draw_subset
+from curvscope.training.batched import train_many
+from curvscope.training.trainer import TrainingSpec
+
+
+class GroundTruthSpec(BaseModel):
+    """Retraining on random subsets for the LDS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Retrain on subsets and report the LDS.")
+    alphas: list[float] = Field(default=[0.5], min_length=1, max_length=20,
+                                description="Subset fractions α, each in (0, 1).")
+    n_subsets: int = Field(default=100, ge=3, le=10_000, description="Subsets M per α.")
+    n_seeds: int = Field(default=5, ge=1, le=100, description="Retraining seeds R per subset.")
+    seed: int = Field(default=1000, ge=0, le=2**31 - 1,
+                      description="Seed of the subset draws; retraining seeds are seed + r.")
+    dtype: Literal["float32", "float64"] = Field(
+        default="float32", description="Precision of the retrained models.")
+    max_models_per_chunk: int = Field(default=1000, ge=1, le=100_000,
+                                      description="Models trained together at most.")
+    n_bootstrap: int = Field(default=1000, ge=10, le=100_000,
+                             description="Bootstrap resamples of the subsets for the interval.")
+
+    @field_validator("alphas")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < a < 1.0 for a in value):
+            raise ValueError("every α must lie strictly between 0 and 1")
+        if len(set(value)) != len(value):
+            raise ValueError("alphas must not repeat")
+        return sorted(value)
+
+
+def retrain_slice(
+    model: nn.Sequential,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    X_test: torch.Tensor,
+    y_test: torch.Tensor,
+    training: TrainingSpec,
+    gt: GroundTruthSpec,
+    alpha: float,
+    subset_ids: list[int],
+    seed_ids: list[int],
+    progress=None,
+) -> np.ndarray:
+    """Per-point test losses (n_checkpoints × len(subset_ids) × len(seed_ids) × n_test) of the
+    models (α, m, r) for m in subset_ids, r in seed_ids, at ``training.checkpoint_epochs()``."""
+    pairs = [(m, r) for m in subset_ids for r in seed_ids]
+    subsets = {m: draw_subset(len(X), alpha, m, gt.seed) for m in subset_ids}
+    epochs = training.checkpoint_epochs()
+    losses = np.empty((len(epochs), len(pairs), len(X_test)), dtype=np.float32)
+    chunk = gt.max_models_per_chunk
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start : start + chunk]
+
+        def report(epoch, total, start=start, part=part):
+            if progress is not None:
+                progress((start + len(part) * epoch / total) / len(pairs))
+
+        result = train_many(model, X, y, [subsets[m] for m, _ in part],
+                            [gt.seed + r for _, r in part], training, X_test, y_test, report)
+        for k, epoch in enumerate(epochs):
+            losses[k, start : start + len(part)] = result.eval_losses[epoch].cpu().numpy()
+    return losses.reshape(len(epochs), len(subset_ids), len(seed_ids), len(X_test))

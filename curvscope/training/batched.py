@@ -1,0 +1,187 @@
+"""The batched trainer: many copies of the MLP trained at once, each on its own subset and
+seed, with exactly the single-model recipe of ``trainer.py``.
+
+The B models' weights are stacked per layer (W_l: B × out × in, b_l: B × out) and one step is a
+hand-written batched forward and backward pass of batched matrix products (``torch.bmm``):
+
+  z_l = a_{l−1} W_lᵀ + b_l,  a_l = φ(z_l);   δ_L = (softmax(z_L) − onehot(y)) / |batch|,
+  ∂W_l = δ_lᵀ a_{l−1},  ∂b_l = Σ_i δ_{l,i},  δ_{l−1} = (δ_l W_l) ⊙ φ'(z_{l−1}),
+
+the gradient of the mean cross-entropy that autograd computes for the single model, followed by
+the same momentum-SGD update. Model b's initialisation and minibatch order come from the same
+generators the single trainer uses for its seed, so a model trained alone and the same (subset,
+seed) trained inside a batch end with the same parameters up to floating-point reassociation.
+Every model's per-point test losses are recorded at every checkpoint epoch, so one retraining
+run gives ground truth for every training time. (A torch.func vmap over functional_call gives
+the same numbers but ran ~5× slower here: its per-step overhead dominates for small MLPs.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from curvscope.models import ParameterLayout, init_mlp_parameters
+from curvscope.training.trainer import (
+    TrainingDivergedError,
+    TrainingSpec,
+    diverged_message,
+    learning_rate,
+    shuffle_generator,
+)
+
+SQRT_2PI = math.sqrt(2 * math.pi)
+
+
+@dataclass
+class BatchedTrainingResult:
+    theta: torch.Tensor  # B × d, final parameters in θ's layout
+    eval_losses: dict[int, torch.Tensor]  # epoch → B × n_eval per-point losses
+
+
+def _activation(name: str):
+    """φ and φ' for the supported activations (GELU is the exact, erf-based one)."""
+    if name == "GELU":
+        def derivative(z):
+            return 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-0.5 * z * z) / SQRT_2PI
+        return F.gelu, derivative
+    if name == "ReLU":
+        return F.relu, lambda z: (z > 0).to(z.dtype)
+    if name == "Tanh":
+        return torch.tanh, lambda z: 1 - torch.tanh(z) ** 2
+    raise ValueError(f"the batched trainer supports GELU, ReLU and Tanh, not {name}")
+
+
+class StackedMLP:
+    """B MLPs of one architecture, parameters stacked per layer."""
+
+    def __init__(self, model: nn.Sequential, theta: torch.Tensor):
+        self.layout = ParameterLayout.from_model(model, "layer")
+        modules = list(model)
+        self.activations = []
+        for index, module in enumerate(modules):
+            if isinstance(module, nn.Linear) and index + 1 < len(modules):
+                self.activations.append(_activation(type(modules[index + 1]).__name__))
+        params = self.layout.unflatten(theta)
+        self.weights = [params[f"{b.module_name}.weight"].contiguous() for b in self.layout.blocks]
+        self.biases = [params[f"{b.module_name}.bias"].contiguous() if b.has_bias else None
+                       for b in self.layout.blocks]
+
+    def theta(self) -> torch.Tensor:
+        values = {}
+        for block, W, b in zip(self.layout.blocks, self.weights, self.biases, strict=True):
+            values[f"{block.module_name}.weight"] = W
+            if b is not None:
+                values[f"{block.module_name}.bias"] = b
+        return self.layout.flatten(values)
+
+    def forward(self, x: torch.Tensor, keep: bool = False):
+        """Logits (B × n × C) for inputs x (B × n × F); with ``keep`` also (a_{l−1}, z_l)."""
+        tape = []
+        a = x
+        for index, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            z = torch.bmm(a, W.transpose(1, 2))
+            if b is not None:
+                z = z + b.unsqueeze(1)
+            if keep:
+                tape.append((a, z))
+            a = self.activations[index][0](z) if index < len(self.activations) else z
+        return a, tape
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor):
+        """(∂W_l, ∂b_l) of the per-model mean cross-entropy on (x, y) (B × n × F, B × n)."""
+        logits, tape = self.forward(x, keep=True)
+        delta = torch.softmax(logits, dim=-1)
+        delta.scatter_add_(-1, y.unsqueeze(-1), -torch.ones_like(y, dtype=delta.dtype)
+                           .unsqueeze(-1))
+        delta /= x.shape[1]
+        grads_W, grads_b = [None] * len(self.weights), [None] * len(self.weights)
+        for index in range(len(self.weights) - 1, -1, -1):
+            a_prev, _ = tape[index]
+            grads_W[index] = torch.bmm(delta.transpose(1, 2), a_prev)
+            if self.biases[index] is not None:
+                grads_b[index] = delta.sum(1)
+            if index > 0:
+                z_prev = tape[index - 1][1]
+                delta = torch.bmm(delta, self.weights[index]) * self.activations[index - 1][1](
+                    z_prev)
+        return grads_W, grads_b
+
+    def point_losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-point cross-entropy (B × n) of every model on shared inputs x (n × F)."""
+        logits, _ = self.forward(x.expand(len(self.weights[0]), *x.shape))
+        return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1),
+                               reduction="none")
+
+
+def initial_parameters(model: nn.Module, layout: ParameterLayout, seed: int) -> torch.Tensor:
+    """θ₀ of a model built with ``build_mlp(..., seed=seed)``."""
+    return layout.flatten(init_mlp_parameters(model, torch.Generator().manual_seed(seed)))
+
+
+def train_many(
+    model: nn.Sequential,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    subsets: list[np.ndarray] | np.ndarray,
+    seeds: list[int],
+    spec: TrainingSpec,
+    X_eval: torch.Tensor,
+    y_eval: torch.Tensor,
+    progress=None,
+) -> BatchedTrainingResult:
+    """Train len(seeds) models; model b sees (X[subsets[b]], y[subsets[b]]) and uses seeds[b]
+    for its initialisation and minibatch order (as ``train_model`` with ``spec.seed=seeds[b]``).
+
+    All subsets must have the same size (true for one α). ``model`` only supplies the
+    architecture. Returns final θ and per-point losses on (X_eval, y_eval) at every checkpoint.
+    """
+    n_models = len(seeds)
+    subsets = [np.asarray(s) for s in subsets]
+    if len(subsets) != n_models:
+        raise ValueError("need one subset per seed")
+    size = len(subsets[0])
+    if any(len(s) != size for s in subsets):
+        raise ValueError("all subsets of one batch must have the same size")
+    device, dtype = X.device, X.dtype
+    layout = ParameterLayout.from_model(model)
+    theta = torch.stack([initial_parameters(model, layout, s) for s in seeds]).to(device, dtype)
+    net = StackedMLP(model, theta)
+    index = torch.as_tensor(np.stack(subsets), device=device, dtype=torch.long)
+    generators = [shuffle_generator(s) for s in seeds]
+    params = net.weights + [b for b in net.biases if b is not None]
+    buffers = [torch.zeros_like(p) for p in params]
+    steps_per_epoch = math.ceil(size / spec.batch_size)
+    total_steps = steps_per_epoch * spec.epochs
+    keep = set(spec.checkpoint_epochs())
+    eval_losses: dict[int, torch.Tensor] = {}
+    step = 0
+    for epoch in range(1, spec.epochs + 1):
+        order = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)
+        for start in range(0, size, spec.batch_size):
+            rows = index.gather(1, order[:, start : start + spec.batch_size])
+            grads_W, grads_b = net.gradients(X[rows], y[rows])
+            grads = grads_W + [g for g in grads_b if g is not None]
+            lr = learning_rate(spec, step, total_steps)
+            for p, buf, g in zip(params, buffers, grads, strict=True):
+                if spec.weight_decay:
+                    g = g.add(p, alpha=spec.weight_decay)
+                buf.mul_(spec.momentum).add_(g)
+                p.sub_(lr * buf)
+            step += 1
+        finite = torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
+        if not finite.all():
+            bad = (~finite).nonzero().flatten().tolist()
+            raise TrainingDivergedError(diverged_message(epoch, spec) +
+                                        f" (retrained models {bad[:5]} of this batch)")
+        if epoch in keep:
+            with torch.no_grad():
+                eval_losses[epoch] = net.point_losses(X_eval, y_eval)
+        if progress is not None:
+            progress(epoch, spec.epochs)
+    return BatchedTrainingResult(net.theta(), eval_losses)

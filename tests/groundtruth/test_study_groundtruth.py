@@ -1,0 +1,50 @@
+"""A small ground-truth study on digits: the exact Hessian attributes far better than the
+gradient dot product, and the results carry the LDS schema."""
+
+import numpy as np
+import pytest
+
+from curvscope.spec import resolve_spec
+from curvscope.study import run_study
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    spec = resolve_spec({
+        "preset": "quick",
+        "curvature": {"methods": ["H", "GGN", "K-FAC", "identity"]},
+        "inverse": {"damping": 1e-2},
+        "groundtruth": {"alphas": [0.5], "n_subsets": 40, "n_seeds": 4, "n_bootstrap": 300},
+    })
+    return run_study(spec, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_exact_hessian_lds_positive_and_clearly_above_identity(small_study):
+    lds = {name: m["lds"]["0.5"] for name, m in small_study.results["methods"].items()}
+    assert lds["H"]["value"] > 0.15
+    assert lds["H"]["value"] - lds["identity"]["value"] > 0.05
+    assert lds["H"]["ci_low"] > lds["identity"]["value"]
+    for value in lds.values():
+        assert value["ci_low"] <= value["value"] <= value["ci_high"]
+    ceiling = small_study.results["groundtruth"]["ceiling"]["0.5"]
+    assert ceiling["value"] > lds["identity"]["value"]
+
+
+def test_groundtruth_results_and_arrays(small_study):
+    results, arrays = small_study.results, small_study.arrays
+    gt = results["groundtruth"]
+    assert gt["alphas"] == [0.5] and gt["n_subsets"] == 40 and gt["n_seeds"] == 4
+    assert gt["checkpoint_epochs"] == [10, 20]
+    assert arrays["masks/0.5"].shape == (40, 1617) and (arrays["masks/0.5"].sum(1) == 808).all()
+    assert arrays["retrained_losses/0.5"].shape == (40, 4, 180)
+    assert arrays["retrained_losses_by_epoch/0.5"].shape == (2, 40, 4, 180)
+    np.testing.assert_array_equal(arrays["retrained_losses_by_epoch/0.5"][-1],
+                                  arrays["retrained_losses/0.5"])
+    assert arrays["lds_per_test/H/0.5"].shape == (180,)
+    assert np.nanmean(arrays["lds_per_test/H/0.5"]) == pytest.approx(
+        results["methods"]["H"]["lds"]["0.5"]["value"])
+    steps = results["decomposition"]["lds_lost"] if results["decomposition"] else gt["lds_lost"]
+    assert [(s["from"], s["to"]) for s in steps] == [("H", "GGN"), ("GGN", "K-FAC")]
+    assert "0.5" in gt["hierarchy"]
