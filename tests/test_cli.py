@@ -38,7 +38,7 @@ def test_quick_results_schema(quick_run):
     assert set(results["methods"]) == set(METHOD_NAMES)
     assert sum(b["size"] for b in results["blocks"]) == results["n_params"] == 1482
     block_names = {b["name"] for b in results["blocks"]}
-    for name, m in results["methods"].items():
+    for m in results["methods"].values():
         for key in ("relative_residual_to_H", "relative_residual_to_GGN", "condition_number"):
             assert key in m
         assert set(m["eigenvalue_overlap"]) == block_names

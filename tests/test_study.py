@@ -32,7 +32,8 @@ def test_user_csv_and_per_tensor_blocks(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(int) * 5 + 2  # labels 2 and 7
-    lines = ["f1,f2,f3,label"] + [",".join(map(str, [*row, lab])) for row, lab in zip(X, y)]
+    rows = [",".join(map(str, [*row, label])) for row, label in zip(X, y, strict=True)]
+    lines = ["f1,f2,f3,label", *rows]
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
     spec = small_spec(data={"name": "file", "path": str(tmp_path / "d.csv")},
                       curvature={"block_structure": "tensor"})

@@ -3,9 +3,19 @@
 import torch
 import torch.nn.functional as F
 
-from curvscope.attribution import InverseRule, influence_scores, inverse_weights, per_sample_gradients
-from curvscope.curvature import CurvatureContext, CurvatureOperator, DiagonalEigenBlock
-from curvscope.curvature import ggn, hessian
+from curvscope.attribution import (
+    InverseRule,
+    influence_scores,
+    inverse_weights,
+    per_sample_gradients,
+)
+from curvscope.curvature import (
+    CurvatureContext,
+    CurvatureOperator,
+    DiagonalEigenBlock,
+    ggn,
+    hessian,
+)
 from curvscope.curvature.baselines import build_identity
 from tests.conftest import make_problem
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 from curvlinops import EKFACLinearOperator, FisherType, KFACLinearOperator
 
-from curvscope.curvature import CurvatureContext, CurvatureSettings
-from curvscope.curvature import blockdiag, ekfac, kfac
+from curvscope.curvature import CurvatureContext, CurvatureSettings, blockdiag, ekfac, kfac
 from curvscope.curvature.ekfac import corrected_eigenvalues_by_projection
 
 
