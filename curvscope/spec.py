@@ -84,6 +84,7 @@ class StudySpec(BaseModel):
         content.pop("name")
         content["compute"].pop("memory_budget_gib")
         content["groundtruth"].pop("max_models_per_chunk")
+        content["groundtruth"].pop("subsets_per_task")
         return content
 
     def spec_hash(self) -> str:

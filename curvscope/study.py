@@ -196,8 +196,7 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
 
     groundtruth, gt_arrays = None, {}
     if spec.groundtruth.enabled:
-        groundtruth, gt_arrays = _ground_truth(spec, data, model, scores, train_material, cache,
-                                               stage, report)
+        groundtruth, gt_arrays = _ground_truth(spec, data, model, scores, cache, stage, report)
         lds_values = groundtruth.pop("lds")
         for name in operators:
             diagnostics["methods"][name]["lds"] = lds_values[name]
@@ -246,34 +245,94 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
     return StudyResult(results, arrays)
 
 
-def _ground_truth(spec, data, model, scores, train_material, cache, stage, report):
+@dataclass(frozen=True)
+class RetrainTask:
+    """One independent piece of a study's retraining: subsets [start, stop) of α, all seeds."""
+
+    alpha: float
+    subset_start: int
+    subset_stop: int
+
+    @property
+    def stage(self) -> str:
+        return f"groundtruth/{self.alpha}/{self.subset_start}-{self.subset_stop}"
+
+
+def plan_retraining(spec: StudySpec) -> list[RetrainTask]:
+    """The study's retraining cut into tasks of ``groundtruth.subsets_per_task`` subsets (all
+    subsets of an α in one task by default). Tasks are independent: several workers can run
+    them at once, and ``run_study`` then reuses their cached outputs."""
+    gt = spec.groundtruth
+    if not gt.enabled:
+        return []
+    per_task = gt.subsets_per_task or gt.n_subsets
+    return [RetrainTask(alpha, start, min(start + per_task, gt.n_subsets))
+            for alpha in gt.alphas for start in range(0, gt.n_subsets, per_task)]
+
+
+@dataclass
+class _RetrainInputs:
+    template: torch.nn.Sequential
+    tensors: tuple[torch.Tensor, ...]  # X, y, X_test, y_test in the retraining dtype
+    material: dict
+
+
+def _retrain_inputs(spec: StudySpec, data, device: torch.device) -> _RetrainInputs:
+    gt = spec.groundtruth
+    dtype = torch.float64 if gt.dtype == "float64" else torch.float32
+    tensors = (torch.as_tensor(data.X_train, dtype=dtype, device=device),
+               torch.as_tensor(data.y_train, device=device),
+               torch.as_tensor(data.X_test, dtype=dtype, device=device),
+               torch.as_tensor(data.y_test, device=device))
+    template = build_mlp(data.n_features, data.n_classes, spec.model, seed=0,
+                         dtype=dtype).to(device)
+    material = {"data": spec.data.model_dump(mode="json"),
+                "model": spec.model.model_dump(mode="json"),
+                "training": spec.training.model_dump(mode="json", exclude={"seed"}),
+                "groundtruth": gt.model_dump(mode="json", include={"n_seeds", "seed", "dtype"}),
+                "device": device.type}
+    return _RetrainInputs(template, tensors, material)
+
+
+def _task_losses(spec, inputs: _RetrainInputs, task: RetrainTask, cache: StageCache,
+                 progress=None) -> np.ndarray:
+    """Losses (n_checkpoints × subsets × seeds × n_test) of one task, through the cache."""
+    material = inputs.material | {"alpha": task.alpha,
+                                  "subsets": [task.subset_start, task.subset_stop]}
+    return cache.get_or_compute(task.stage, material, lambda: retrain_slice(
+        inputs.template, *inputs.tensors, spec.training, spec.groundtruth, task.alpha,
+        list(range(task.subset_start, task.subset_stop)),
+        list(range(spec.groundtruth.n_seeds)), progress=progress))
+
+
+def run_retraining_task(spec: StudySpec, task: RetrainTask, cache_dir: Path,
+                        progress: Callable[[float], None] | None = None) -> None:
+    """Run one retraining task into the stage cache (for a worker sharing a study)."""
+    device = resolve_device(spec.compute.device)
+    inputs = _retrain_inputs(spec, load_data(spec.data), device)
+    _task_losses(spec, inputs, task, StageCache(cache_dir), progress)
+
+
+def _ground_truth(spec, data, model, scores, cache, stage, report):
     """Retrain on subsets for every α, then the LDS of every method with its interval, the
     seed-noise ceiling, the LDS lost at each step of the chain and the hierarchy check."""
     gt = spec.groundtruth
-    dtype = torch.float64 if gt.dtype == "float64" else torch.float32
-    device = next(model.parameters()).device
-    X, y = (torch.as_tensor(data.X_train, dtype=dtype, device=device),
-            torch.as_tensor(data.y_train, device=device))
-    X_test, y_test = (torch.as_tensor(data.X_test, dtype=dtype, device=device),
-                      torch.as_tensor(data.y_test, device=device))
-    template = build_mlp(data.n_features, data.n_classes, spec.model, seed=0,
-                         dtype=dtype).to(device)
+    inputs = _retrain_inputs(spec, data, next(model.parameters()).device)
     epochs = spec.training.checkpoint_epochs()
-    material = {key: value for key, value in train_material.items() if key != "training"}
-    material["training"] = spec.training.model_dump(mode="json", exclude={"seed"})
-    material["groundtruth"] = gt.model_dump(mode="json", exclude={
-        "enabled", "alphas", "max_models_per_chunk", "n_bootstrap"})
     arrays: dict[str, np.ndarray] = {}
     retrained: dict[float, np.ndarray] = {}
     masks: dict[float, np.ndarray] = {}
+    tasks = plan_retraining(spec)
     for alpha in gt.alphas:
         name = f"groundtruth/{alpha}"
+        mine = [t for t in tasks if t.alpha == alpha]
         with stage(name):
-            losses = cache.get_or_compute(name, material | {"alpha": alpha}, lambda alpha=alpha,
-                                          name=name: retrain_slice(
-                template, X, y, X_test, y_test, spec.training, gt, alpha,
-                list(range(gt.n_subsets)), list(range(gt.n_seeds)),
-                progress=lambda fraction: report(name, fraction)))
+            parts = []
+            for k, task in enumerate(mine):
+                parts.append(_task_losses(
+                    spec, inputs, task, cache,
+                    lambda f, k=k, name=name, n=len(mine): report(name, (k + f) / n)))
+            losses = np.concatenate(parts, axis=1)
         masks[alpha] = draw_subsets(data.n_train, alpha, gt.n_subsets, gt.seed)
         retrained[alpha] = losses[-1].astype(np.float64)  # final epoch: M × R × n_test
         arrays[f"masks/{alpha}"] = masks[alpha]

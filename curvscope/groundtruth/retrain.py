@@ -37,6 +37,10 @@ class GroundTruthSpec(BaseModel):
         default="float32", description="Precision of the retrained models.")
     max_models_per_chunk: int = Field(default=1000, ge=1, le=100_000,
                                       description="Models trained together at most.")
+    subsets_per_task: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="Subsets per retraining task (tasks can run on different workers); "
+        "default all subsets of an α in one task.")
     n_bootstrap: int = Field(default=1000, ge=10, le=100_000,
                              description="Bootstrap resamples of the subsets for the interval.")
 

@@ -48,3 +48,27 @@ def test_groundtruth_results_and_arrays(small_study):
     steps = results["decomposition"]["lds_lost"] if results["decomposition"] else gt["lds_lost"]
     assert [(s["from"], s["to"]) for s in steps] == [("H", "GGN"), ("GGN", "K-FAC")]
     assert "0.5" in gt["hierarchy"]
+
+
+def test_retraining_tasks_run_apart_are_reused_by_the_study(tmp_path):
+    from curvscope.study import plan_retraining, run_retraining_task
+
+    spec = resolve_spec({
+        "preset": "quick",
+        "model": {"hidden": [8]},
+        "training": {"epochs": 2, "checkpoints": []},
+        "curvature": {"methods": ["K-FAC", "identity"]},
+        "groundtruth": {"alphas": [0.3, 0.7], "n_subsets": 6, "n_seeds": 2,
+                        "subsets_per_task": 4, "n_bootstrap": 50},
+    })
+    tasks = plan_retraining(spec)
+    assert [(t.alpha, t.subset_start, t.subset_stop) for t in tasks] == [
+        (0.3, 0, 4), (0.3, 4, 6), (0.7, 0, 4), (0.7, 4, 6)]
+    for task in tasks:  # as separate workers would, each into the shared cache
+        run_retraining_task(spec, task, tmp_path)
+    result = run_study(spec, cache_dir=tmp_path)
+    assert all(result.results["cache"][t.stage] == "reused" for t in tasks)
+    alone = run_study(spec.model_copy(update={"groundtruth": spec.groundtruth.model_copy(
+        update={"subsets_per_task": None})}))
+    np.testing.assert_allclose(result.arrays["retrained_losses/0.7"],
+                               alone.arrays["retrained_losses/0.7"], rtol=1e-5)
