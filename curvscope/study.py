@@ -7,6 +7,7 @@ Expensive stages are cached under hashes of exactly their inputs (``storage.Stag
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -81,6 +82,36 @@ def check_memory_budget(spec: StudySpec, n_params: int) -> int:
             "smaller model, or raise compute.memory_budget_gib"
         )
     return need
+
+
+def estimate_study(spec: StudySpec) -> dict:
+    """What a study will cost, before it runs: parameters, dense memory against the budget,
+    retrained models and model-epochs. Loads (and so validates) the data; raises
+    ``MemoryBudgetError`` when a dense method would not fit."""
+    data = load_data(spec.data)
+    model = build_mlp(data.n_features, data.n_classes, spec.model, seed=0)
+    n_params = sum(p.numel() for p in model.parameters())
+    need = check_memory_budget(spec, n_params)
+    gt = spec.groundtruth
+    n_models = len(gt.alphas) * gt.n_subsets * gt.n_seeds if gt.enabled else 0
+    model_epochs = n_models * spec.training.epochs
+    point_epochs = sum(math.floor(a * data.n_train) for a in gt.alphas) * gt.n_subsets * \
+        gt.n_seeds * spec.training.epochs if gt.enabled else 0
+    return {
+        "n_params": n_params,
+        "n_train": data.n_train,
+        "n_test": data.n_test,
+        "dense_memory_bytes": need,
+        "memory_budget_bytes": (int(spec.compute.memory_budget_gib * 2**30)
+                                if spec.compute.memory_budget_gib
+                                else default_memory_budget_bytes()),
+        "n_retrained_models": n_models,
+        "retrained_model_epochs": model_epochs,
+        # training flops ≈ 6 · parameters per point seen (forward + backward)
+        "retraining_gflop": 6 * n_params * point_epochs / 1e9,
+        "dense_gflop": (2 * n_params**2 * data.n_train * data.n_classes
+                        + 10 * n_params**3) / 1e9 if need else 0.0,
+    }
 
 
 def resolve_device(choice: str) -> torch.device:

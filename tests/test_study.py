@@ -61,3 +61,15 @@ def test_presets_resolve_with_overrides():
     assert paper.spec_hash() != spec.spec_hash()
     renamed = resolve_spec({"preset": "paper", "name": "other"})
     assert renamed.spec_hash() == paper.spec_hash()
+
+
+def test_estimate_study_counts_parameters_models_and_memory():
+    from curvscope.study import estimate_study
+
+    estimate = estimate_study(resolve_spec(preset="paper"))
+    assert estimate["n_params"] == 6570 and estimate["n_train"] == 1617
+    assert estimate["n_retrained_models"] == 4 * 100 * 5
+    assert estimate["retrained_model_epochs"] == 2000 * 100
+    assert estimate["dense_memory_bytes"] == (2 * 3 + 3) * 6570**2 * 8
+    with pytest.raises(MemoryBudgetError):
+        estimate_study(resolve_spec({"preset": "paper", "compute": {"memory_budget_gib": 0.5}}))
