@@ -35,9 +35,6 @@ from curvscope.training.trainer import (
     shuffle_generator,
 )
 
-SQRT_2PI = math.sqrt(2 * math.pi)
-
-
 @dataclass
 class BatchedTrainingResult:
     theta: torch.Tensor  # B × d, final parameters in θ's layout
@@ -45,15 +42,14 @@ class BatchedTrainingResult:
 
 
 def _activation(name: str):
-    """φ and φ' for the supported activations (GELU is the exact, erf-based one)."""
+    """φ and the fused backward (upstream gradient, z, a) ↦ upstream ⊙ φ'(z) that autograd
+    itself uses for the supported activations (GELU is the exact, erf-based one)."""
     if name == "GELU":
-        def derivative(z):
-            return 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-0.5 * z * z) / SQRT_2PI
-        return F.gelu, derivative
+        return F.gelu, lambda grad, z, a: torch.ops.aten.gelu_backward(grad, z)
     if name == "ReLU":
-        return F.relu, lambda z: (z > 0).to(z.dtype)
+        return F.relu, lambda grad, z, a: torch.ops.aten.threshold_backward(grad, a, 0)
     if name == "Tanh":
-        return torch.tanh, lambda z: 1 - torch.tanh(z) ** 2
+        return torch.tanh, lambda grad, z, a: torch.ops.aten.tanh_backward(grad, a)
     raise ValueError(f"the batched trainer supports GELU, ReLU and Tanh, not {name}")
 
 
@@ -81,13 +77,14 @@ class StackedMLP:
         return self.layout.flatten(values)
 
     def forward(self, x: torch.Tensor, keep: bool = False):
-        """Logits (B × n × C) for inputs x (B × n × F); with ``keep`` also (a_{l−1}, z_l)."""
+        """Logits (B × n × C) for inputs x (B × n × F); with ``keep`` also the tape of
+        (a_{l−1}, z_l) per layer."""
         tape = []
         a = x
         for index, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = torch.bmm(a, W.transpose(1, 2))
             if b is not None:
-                z = z + b.unsqueeze(1)
+                z += b.unsqueeze(1)
             if keep:
                 tape.append((a, z))
             a = self.activations[index][0](z) if index < len(self.activations) else z
@@ -107,9 +104,9 @@ class StackedMLP:
             if self.biases[index] is not None:
                 grads_b[index] = delta.sum(1)
             if index > 0:
-                z_prev = tape[index - 1][1]
-                delta = torch.bmm(delta, self.weights[index]) * self.activations[index - 1][1](
-                    z_prev)
+                z_prev, a_prev_out = tape[index - 1][1], tape[index][0]
+                delta = self.activations[index - 1][1](torch.bmm(delta, self.weights[index]),
+                                                       z_prev, a_prev_out)
         return grads_W, grads_b
 
     def point_losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -167,12 +164,11 @@ def train_many(
             rows = index.gather(1, order[:, start : start + spec.batch_size])
             grads_W, grads_b = net.gradients(X[rows], y[rows])
             grads = grads_W + [g for g in grads_b if g is not None]
-            lr = learning_rate(spec, step, total_steps)
-            for p, buf, g in zip(params, buffers, grads, strict=True):
-                if spec.weight_decay:
-                    g = g.add(p, alpha=spec.weight_decay)
-                buf.mul_(spec.momentum).add_(g)
-                p.sub_(lr * buf)
+            if spec.weight_decay:
+                torch._foreach_add_(grads, params, alpha=spec.weight_decay)
+            torch._foreach_mul_(buffers, spec.momentum)
+            torch._foreach_add_(buffers, grads)
+            torch._foreach_add_(params, buffers, alpha=-learning_rate(spec, step, total_steps))
             step += 1
         finite = torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
         if not finite.all():
