@@ -48,6 +48,15 @@ def eigenbasis_overlap(eig_a, vec_a, eig_ref, vec_ref, k: int) -> float:
     return float(torch.linalg.norm(V.T @ U) ** 2 / k)
 
 
+def eigenbasis_overlap_curve(eig_a, vec_a, eig_ref, vec_ref, ks: list[int]) -> dict[int, float]:
+    """``eigenbasis_overlap`` for several k at once from one product of the top-max(k)
+    eigenvectors: overlap(k) = ‖(V_Kᵀ U_K)[:k, :k]‖_F² / k."""
+    ks = sorted({min(k, vec_a.shape[1]) for k in ks})
+    K = ks[-1]
+    cross = top_eigenvectors(eig_a, vec_a, K).T @ top_eigenvectors(eig_ref, vec_ref, K)
+    return {k: float(torch.linalg.norm(cross[:k, :k]) ** 2 / k) for k in ks}
+
+
 def condition_number(eigenvalues: torch.Tensor) -> float:
     """max|λ| / min|λ| — with absolute values, so an indefinite matrix is not divided by its
     most negative eigenvalue (a pitfall of earlier code). ``inf`` when singular."""

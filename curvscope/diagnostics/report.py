@@ -16,6 +16,7 @@ from curvscope.curvature.context import CurvatureContext
 from curvscope.diagnostics.metrics import (
     condition_number,
     eigenbasis_overlap,
+    eigenbasis_overlap_curve,
     eigenvalue_overlap,
     kfac_error_split,
     off_block_ratio,
@@ -25,6 +26,9 @@ from curvscope.diagnostics.metrics import (
 )
 from curvscope.models.layout import Block
 from curvscope.registry import CHAIN
+
+
+OVERLAP_KS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]  # k values kept for the dashboard
 
 
 def finite_or_none(value: float) -> float | None:
@@ -79,6 +83,7 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
             "spectrum": spectrum_summary(eigenvalues),
             "eigenvalue_overlap": {},
             "eigenbasis_overlap": {},
+            "eigenbasis_overlap_by_k": {},
         }
         for block in ctx.layout.blocks:
             ref_values, ref_vectors = reference[block.name]
@@ -89,6 +94,9 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
             entry["eigenvalue_overlap"][block.name] = eigenvalue_overlap(values, ref_values)
             entry["eigenbasis_overlap"][block.name] = eigenbasis_overlap(
                 values, vectors, ref_values, ref_vectors, k)
+            curve = eigenbasis_overlap_curve(values, vectors, ref_values, ref_vectors,
+                                             OVERLAP_KS)
+            entry["eigenbasis_overlap_by_k"][block.name] = {str(j): v for j, v in curve.items()}
             arrays[f"block_eigenvalues/{name}/{block.name}"] = torch.sort(values).values
         arrays[f"eigenvalues/{name}"] = torch.sort(eigenvalues).values
         methods[name] = entry

@@ -94,3 +94,18 @@ def test_swap_tests_pair_by_rank():
     # G's basis with K's values paired by rank: 5 ↔ 3, 1 ↔ 2
     assert swaps["ggn_basis_kfac_values"] == pytest.approx(
         relative_residual(G, torch.diag(torch.tensor([2.0, 3.0]))))
+
+
+def test_eigenbasis_overlap_curve_matches_single_k():
+    from curvscope.diagnostics.metrics import eigenbasis_overlap_curve
+
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(8, 8, generator=gen)
+    B = A + 0.3 * torch.randn(8, 8, generator=gen)
+    ea, va = torch.linalg.eigh(A + A.T)
+    eb, vb = torch.linalg.eigh(B + B.T)
+    curve = eigenbasis_overlap_curve(ea, va, eb, vb, [1, 3, 8, 20])
+    assert sorted(curve) == [1, 3, 8]
+    for k, value in curve.items():
+        assert value == pytest.approx(eigenbasis_overlap(ea, va, eb, vb, k))
+    assert curve[8] == pytest.approx(1.0)
