@@ -27,7 +27,6 @@ from curvscope.diagnostics.metrics import (
 from curvscope.models.layout import Block
 from curvscope.registry import CHAIN
 
-
 OVERLAP_KS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]  # k values kept for the dashboard
 
 

@@ -35,6 +35,7 @@ from curvscope.training.trainer import (
     shuffle_generator,
 )
 
+
 @dataclass
 class BatchedTrainingResult:
     theta: torch.Tensor  # B × d, final parameters in θ's layout
