@@ -1,0 +1,219 @@
+"""Figures of one study (DESIGN.md, Dashboard: study page)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+CHAIN = ["H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC"]
+METHOD_ORDER = [*CHAIN, "GGN-diag", "identity"]
+METHOD_COLORS = {
+    "H": "#1f77b4", "GGN": "#ff7f0e", "GGN-blockdiag": "#2ca02c", "EK-FAC": "#d62728",
+    "K-FAC": "#9467bd", "GGN-diag": "#8c564b", "identity": "#7f7f7f",
+}
+
+
+def template(theme: str) -> str:
+    return "plotly_dark" if theme == "dark" else "plotly_white"
+
+
+def ordered_methods(names) -> list[str]:
+    known = [m for m in METHOD_ORDER if m in names]
+    return known + sorted(n for n in names if n not in METHOD_ORDER)
+
+
+def _layout(fig: go.Figure, title: str, theme: str) -> go.Figure:
+    fig.update_layout(title=title, template=template(theme), margin=dict(l=60, r=20, t=60, b=50),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def lds_figure(results: dict, theme: str = "light") -> go.Figure:
+    """LDS per method with its 95 % bootstrap interval, one group per α, and the seed-noise
+    ceiling of each α as a dashed reference line."""
+    fig = go.Figure()
+    methods = ordered_methods(results["methods"])
+    gt = results.get("groundtruth")
+    if not gt:
+        fig.add_annotation(text="this study has no ground truth (groundtruth.enabled = false)",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return _layout(fig, "Attribution quality (LDS)", theme)
+    alphas = [str(a) for a in gt["alphas"]]
+    for name in methods:
+        values = [results["methods"][name]["lds"][a] for a in alphas]
+        fig.add_trace(go.Bar(
+            name=name, x=[f"α = {a}" for a in alphas], y=[v["value"] for v in values],
+            marker_color=METHOD_COLORS.get(name),
+            error_y=dict(type="data", symmetric=False,
+                         array=[v["ci_high"] - v["value"] for v in values],
+                         arrayminus=[v["value"] - v["ci_low"] for v in values]),
+            hovertemplate="%{x}<br>" + name + ": %{y:.3f}<extra></extra>"))
+    for index, alpha in enumerate(alphas):
+        ceiling = gt["ceiling"].get(alpha)
+        if ceiling:
+            fig.add_shape(type="line", xref="x", yref="y", x0=index - 0.45, x1=index + 0.45,
+                          y0=ceiling["value"], y1=ceiling["value"],
+                          line=dict(dash="dash", color="black" if theme != "dark" else "white"))
+            fig.add_annotation(x=index, y=ceiling["value"], text="seed-noise ceiling",
+                               showarrow=False, yshift=10, font=dict(size=10))
+    fig.update_layout(barmode="group", yaxis_title="LDS (Spearman, mean over test points)")
+    return _layout(fig, "Attribution quality: LDS with 95 % bootstrap intervals", theme)
+
+
+def spectra_figure(arrays: dict, methods: list[str], block: str | None = None,
+                   theme: str = "light") -> go.Figure:
+    """Every method's eigenvalues sorted descending, on log |λ|; negative eigenvalues (H's
+    negative curvature) drawn as separate open markers. ``block`` picks one block."""
+    fig = go.Figure()
+    for name in ordered_methods(methods):
+        key = f"eigenvalues/{name}" if block is None else f"block_eigenvalues/{name}/{block}"
+        if key not in arrays:
+            continue
+        values = np.sort(np.asarray(arrays[key]))[::-1]
+        rank = np.arange(1, len(values) + 1)
+        positive = values > 0
+        fig.add_trace(go.Scattergl(x=rank[positive], y=values[positive], mode="lines",
+                                   name=name, line=dict(color=METHOD_COLORS.get(name))))
+        if (~positive).any() and (values < 0).any():
+            negative = values < 0
+            fig.add_trace(go.Scattergl(x=rank[negative], y=-values[negative], mode="markers",
+                                       name=f"{name} (negative, |λ|)",
+                                       marker=dict(symbol="x", size=4,
+                                                   color=METHOD_COLORS.get(name))))
+    fig.update_yaxes(type="log", title="|λ|")
+    fig.update_xaxes(type="log", title="rank")
+    where = "whole matrix" if block is None else f"block {block}"
+    return _layout(fig, f"Eigen-spectra ({where})", theme)
+
+
+def alignment_figure(results: dict, kind: str = "eigenbasis", k: int | None = None,
+                     theme: str = "light") -> go.Figure:
+    """Eigenvalue or eigenbasis overlap with the GGN block, per block and method; for the
+    eigenbasis, ``k`` picks a stored k (the study's own k by default)."""
+    fig = go.Figure()
+    blocks = [b["name"] for b in results["blocks"]]
+    for name in ordered_methods(results["methods"]):
+        entry = results["methods"][name]
+        if kind == "eigenvalue":
+            values = [entry["eigenvalue_overlap"][b] for b in blocks]
+        elif k is None:
+            values = [entry["eigenbasis_overlap"][b] for b in blocks]
+        else:
+            curves = entry.get("eigenbasis_overlap_by_k", {})
+            values = [_at_k(curves.get(b, {}), k) for b in blocks]
+        fig.add_trace(go.Bar(name=name, x=blocks, y=values, marker_color=METHOD_COLORS.get(name)))
+    label = "eigenvalue overlap" if kind == "eigenvalue" else (
+        f"eigenbasis overlap (top-{k or results['spec']['curvature']['eigenbasis_k']})")
+    fig.update_layout(barmode="group", yaxis_title=label, xaxis_title="block")
+    return _layout(fig, f"Alignment with the GGN block: {label}", theme)
+
+
+def _at_k(curve: dict, k: int) -> float | None:
+    """The stored overlap at the largest stored k ≤ the requested k."""
+    stored = sorted(int(j) for j in curve)
+    usable = [j for j in stored if j <= k] or stored[:1]
+    return curve[str(usable[-1])] if usable else None
+
+
+def decomposition_figure(results: dict, alpha: str | None = None,
+                         theme: str = "light") -> go.Figure:
+    """Waterfalls along H → GGN → GGN-blockdiag → EK-FAC → K-FAC: the Frobenius error of each
+    step (relative to ‖H‖, else ‖G‖) and the LDS lost at each step; plus the split of K-FAC's
+    error into cross-layer, eigenbasis and eigenvalue shares."""
+    decomposition = results.get("decomposition") or {}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        "Frobenius error per step", "LDS lost per step", "K-FAC error split"))
+    steps = decomposition.get("chain_steps", [])
+    if steps:
+        relative = [s["relative_to_H"] if s["relative_to_H"] is not None else s[
+            "relative_to_GGN"] for s in steps]
+        fig.add_trace(go.Waterfall(x=[f"{s['from']}→{s['to']}" for s in steps], y=relative,
+                                   name="‖ΔM‖ / ‖H‖", showlegend=False), row=1, col=1)
+    lost = decomposition.get("lds_lost") or (results.get("groundtruth") or {}).get("lds_lost")
+    if lost:
+        key = alpha or str((results.get("groundtruth") or {}).get("alphas", [None])[0])
+        fig.add_trace(go.Waterfall(x=[f"{s['from']}→{s['to']}" for s in lost],
+                                   y=[s["lds_lost"].get(key) for s in lost],
+                                   name=f"LDS lost (α = {key})", showlegend=False), row=1, col=2)
+    shares = decomposition.get("ggn_to_kfac") or decomposition.get("kfac_error")
+    if shares:
+        labels = [("cross-layer", "cross_layer_share"), ("eigenbasis", "eigenbasis_share"),
+                  ("eigenvalue", "eigenvalue_share")]
+        present = [(label, shares[key]) for label, key in labels if key in shares]
+        fig.add_trace(go.Bar(x=[p[0] for p in present], y=[100 * p[1] for p in present],
+                             name="share of ‖G − K‖²", showlegend=False,
+                             text=[f"{100 * p[1]:.1f} %" for p in present]), row=1, col=3)
+        fig.update_yaxes(title_text="% of ‖G − K‖²", row=1, col=3)
+    return _layout(fig, "Error decomposition along the chain", theme)
+
+
+def groundtruth_scatter(arrays: dict, method: str, test_index: int, alpha: str,
+                        theme: str = "light") -> go.Figure:
+    """Predicted Σ_{j∈S_m} τ(x, z_j) against the retrained test loss (mean over seeds) over the
+    subsets, for one test point and method, with its Spearman correlation."""
+    from scipy.stats import spearmanr
+
+    masks = np.asarray(arrays[f"masks/{alpha}"], dtype=float)
+    scores = np.asarray(arrays[f"scores/{method}"])[test_index]
+    predicted = masks @ scores
+    retrained = np.asarray(arrays[f"retrained_losses/{alpha}"])[:, :, test_index].mean(axis=1)
+    rho = spearmanr(predicted, retrained).statistic
+    fig = go.Figure(go.Scatter(x=predicted, y=retrained, mode="markers", name=method,
+                               marker=dict(color=METHOD_COLORS.get(method))))
+    fig.update_xaxes(title="predicted: Σ τ over the subset")
+    fig.update_yaxes(title="retrained test loss (mean over seeds)")
+    return _layout(fig, f"{method}, test point {test_index}, α = {alpha}: Spearman ρ = {rho:.3f}",
+                   theme)
+
+
+def examples_figure(arrays: dict, methods: list[str], test_index: int, top: int = 3,
+                    theme: str = "light") -> go.Figure:
+    """The test digit, and for each method its top helpful (most negative τ: up-weighting them
+    lowers the test loss) and top harmful (most positive τ) training digits."""
+    methods = ordered_methods(methods)
+    if "images/test" not in arrays:
+        fig = go.Figure()
+        fig.add_annotation(text="this data set has no images", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+        return _layout(fig, "Examples", theme)
+    cols = 1 + 2 * top
+    titles = ["test"] + [f"helpful {i + 1}" for i in range(top)] + [
+        f"harmful {i + 1}" for i in range(top)]
+    fig = make_subplots(rows=len(methods), cols=cols, horizontal_spacing=0.01,
+                        vertical_spacing=0.04, subplot_titles=titles,
+                        row_titles=methods)
+    scale = "gray_r" if theme != "dark" else "gray"
+    for row, name in enumerate(methods, start=1):
+        scores = np.asarray(arrays[f"scores/{name}"])[test_index]
+        order = np.argsort(scores)
+        picks = [None, *order[:top], *order[::-1][:top]]
+        for col, pick in enumerate(picks, start=1):
+            image = arrays["images/test"][test_index] if pick is None else arrays[
+                "images/train"][pick]
+            hover = "test digit" if pick is None else f"train #{pick}: τ = {scores[pick]:.3g}"
+            fig.add_trace(go.Heatmap(z=np.asarray(image)[::-1], colorscale=scale,
+                                     showscale=False, hovertemplate=hover + "<extra></extra>"),
+                          row=row, col=col)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(height=130 * len(methods) + 80)
+    return _layout(fig, f"Most helpful and harmful training digits for test point {test_index}",
+                   theme)
+
+
+def heatmap_figure(results: dict, arrays: dict, name: str, theme: str = "light") -> go.Figure:
+    """log10 |M| (downsampled by tile means) with the layer boundaries drawn."""
+    z = np.asarray(arrays[f"heatmaps/{name}"])
+    d = results["n_params"]
+    scale = z.shape[0] / d
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title="log10|·|")))
+    for block in results["blocks"][1:]:
+        position = block["start"] * scale - 0.5
+        for axis in ("x", "y"):
+            fig.add_shape(type="line", line=dict(color="white", width=1),
+                          **({"x0": position, "x1": position, "y0": -0.5, "y1": z.shape[0] - 0.5}
+                             if axis == "x" else
+                             {"y0": position, "y1": position, "x0": -0.5, "x1": z.shape[1] - 0.5}))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    return _layout(fig, f"log10 |{name}| (tile means; lines: layer boundaries)", theme)

@@ -1,0 +1,128 @@
+"""Figure builders on a stored (small, real) study: the right traces, axes and values."""
+
+import numpy as np
+import pytest
+
+from curvscope.spec import resolve_spec
+from curvscope.study import run_study
+from frontend.figures import (
+    alignment_figure,
+    compare_figure,
+    decomposition_figure,
+    diff_spec,
+    examples_figure,
+    groundtruth_scatter,
+    heatmap_figure,
+    lds_figure,
+    spectra_figure,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    spec = resolve_spec({
+        "preset": "quick", "model": {"hidden": [12, 8]}, "training": {"epochs": 5},
+        "groundtruth": {"alphas": [0.5, 0.7], "n_subsets": 12, "n_seeds": 2, "n_bootstrap": 50},
+    })
+    result = run_study(spec, cache_dir=tmp_path_factory.mktemp("cache"))
+    return result.results, result.arrays
+
+
+def test_lds_figure_one_bar_per_method_with_intervals(study):
+    results, _ = study
+    fig = lds_figure(results)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == ["H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC",
+                                      "GGN-diag", "identity"]
+    for trace in bars:
+        lds = results["methods"][trace.name]["lds"]
+        assert list(trace.y) == pytest.approx([lds["0.5"]["value"], lds["0.7"]["value"]])
+        assert trace.error_y.array[0] == pytest.approx(lds["0.5"]["ci_high"] - lds["0.5"]["value"])
+    ceilings = [s for s in fig.layout.shapes if s.line.dash == "dash"]
+    assert [s.y0 for s in ceilings] == pytest.approx(
+        [results["groundtruth"]["ceiling"][a]["value"] for a in ("0.5", "0.7")])
+    assert fig.layout.template.layout.paper_bgcolor != lds_figure(results, "dark").layout.template.layout.paper_bgcolor
+
+
+def test_spectra_figure_whole_and_per_block(study):
+    results, arrays = study
+    fig = spectra_figure(arrays, list(results["methods"]))
+    names = [t.name for t in fig.data]
+    assert "H" in names and "H (negative, |λ|)" in names and "GGN" in names
+    h = next(t for t in fig.data if t.name == "H")
+    negative = next(t for t in fig.data if t.name == "H (negative, |λ|)")
+    assert len(h.y) + len(negative.y) <= results["n_params"]
+    assert fig.layout.yaxis.type == "log"
+    block = results["blocks"][1]["name"]
+    per_block = spectra_figure(arrays, ["GGN", "K-FAC"], block=block)
+    assert {t.name for t in per_block.data} == {"GGN", "K-FAC"}
+    assert len(per_block.data[0].y) <= results["blocks"][1]["size"]
+    assert block in per_block.layout.title.text
+
+
+def test_alignment_figure_values(study):
+    results, _ = study
+    blocks = [b["name"] for b in results["blocks"]]
+    fig = alignment_figure(results, kind="eigenvalue")
+    kfac = next(t for t in fig.data if t.name == "K-FAC")
+    assert list(kfac.x) == blocks
+    assert list(kfac.y) == pytest.approx(
+        [results["methods"]["K-FAC"]["eigenvalue_overlap"][b] for b in blocks])
+    at_5 = alignment_figure(results, kind="eigenbasis", k=5)
+    ekfac = next(t for t in at_5.data if t.name == "EK-FAC")
+    curves = results["methods"]["EK-FAC"]["eigenbasis_overlap_by_k"]
+    assert list(ekfac.y) == pytest.approx([curves[b]["5"] for b in blocks])
+    assert "top-5" in at_5.layout.title.text
+
+
+def test_decomposition_figure(study):
+    results, _ = study
+    fig = decomposition_figure(results)
+    waterfalls = [t for t in fig.data if t.type == "waterfall"]
+    assert list(waterfalls[0].x) == ["H→GGN", "GGN→GGN-blockdiag", "GGN-blockdiag→EK-FAC",
+                                     "EK-FAC→K-FAC"]
+    steps = results["decomposition"]["chain_steps"]
+    assert list(waterfalls[0].y) == pytest.approx([s["relative_to_H"] for s in steps])
+    shares = results["decomposition"]["ggn_to_kfac"]
+    split = next(t for t in fig.data if t.type == "bar")
+    assert sum(split.y) == pytest.approx(100.0)
+    assert split.y[0] == pytest.approx(100 * shares["cross_layer_share"])
+
+
+def test_groundtruth_scatter_spearman_matches_per_test_lds(study):
+    results, arrays = study
+    fig = groundtruth_scatter(arrays, "GGN", test_index=3, alpha="0.5")
+    assert len(fig.data[0].x) == 12
+    rho = float(fig.layout.title.text.rsplit("=", 1)[1])
+    assert rho == pytest.approx(arrays["lds_per_test/GGN/0.5"][3], abs=1e-3)
+
+
+def test_examples_figure_picks_most_helpful_and_harmful(study):
+    results, arrays = study
+    fig = examples_figure(arrays, ["K-FAC"], test_index=0, top=2)
+    assert len(fig.data) == 5
+    scores = arrays["scores/K-FAC"][0]
+    helpful = int(np.argmin(scores))
+    np.testing.assert_array_equal(fig.data[1].z, arrays["images/train"][helpful][::-1])
+    assert f"train #{helpful}" in fig.data[1].hovertemplate
+
+
+def test_heatmap_figure_draws_layer_boundaries(study):
+    results, arrays = study
+    fig = heatmap_figure(results, arrays, "H-GGN")
+    assert fig.data[0].z.shape == arrays["heatmaps/H-GGN"].shape
+    assert len(fig.layout.shapes) == 2 * (len(results["blocks"]) - 1)
+
+
+def test_compare_figure_and_diff_spec(study):
+    results, _ = study
+    other = {**results, "spec": {**results["spec"],
+                                 "inverse": {**results["spec"]["inverse"], "damping": 0.01}}}
+    diff = diff_spec([results["spec"], other["spec"]])
+    assert diff == {"inverse.damping": [results["spec"]["inverse"]["damping"], 0.01]}
+    fig = compare_figure([other, results], "inverse.damping", metric="lds", alpha="0.5")
+    h = next(t for t in fig.data if t.name == "H")
+    assert list(h.x) == [1e-4, 0.01]
+    assert fig.layout.xaxis.title.text == "inverse.damping"
