@@ -43,7 +43,8 @@ def test_lds_figure_one_bar_per_method_with_intervals(study):
     ceilings = [s for s in fig.layout.shapes if s.line.dash == "dash"]
     assert [s.y0 for s in ceilings] == pytest.approx(
         [results["groundtruth"]["ceiling"][a]["value"] for a in ("0.5", "0.7")])
-    assert fig.layout.template.layout.paper_bgcolor != lds_figure(results, "dark").layout.template.layout.paper_bgcolor
+    dark = lds_figure(results, "dark")
+    assert fig.layout.template.layout.paper_bgcolor != dark.layout.template.layout.paper_bgcolor
 
 
 def test_spectra_figure_whole_and_per_block(study):
