@@ -67,10 +67,15 @@ def estimate_dense_memory_bytes(n_params: int, methods: list[str], itemsize: int
     return matrices * n_params * n_params * itemsize
 
 
+def memory_budget_bytes(spec: StudySpec) -> int:
+    """The spec's memory budget, default half the machine's RAM."""
+    return (int(spec.compute.memory_budget_gib * 2**30) if spec.compute.memory_budget_gib
+            else default_memory_budget_bytes())
+
+
 def check_memory_budget(spec: StudySpec, n_params: int) -> int:
     """Refuse, with a message that says what to change, a dense study over the budget."""
-    budget = (int(spec.compute.memory_budget_gib * 2**30) if spec.compute.memory_budget_gib
-              else default_memory_budget_bytes())
+    budget = memory_budget_bytes(spec)
     itemsize = 8 if spec.compute.dtype == "float64" else 4
     need = estimate_dense_memory_bytes(n_params, spec.curvature.methods, itemsize)
     if need > budget:
@@ -102,9 +107,7 @@ def estimate_study(spec: StudySpec) -> dict:
         "n_train": data.n_train,
         "n_test": data.n_test,
         "dense_memory_bytes": need,
-        "memory_budget_bytes": (int(spec.compute.memory_budget_gib * 2**30)
-                                if spec.compute.memory_budget_gib
-                                else default_memory_budget_bytes()),
+        "memory_budget_bytes": memory_budget_bytes(spec),
         "n_retrained_models": n_models,
         "retrained_model_epochs": model_epochs,
         # training flops ≈ 6 · parameters per point seen (forward + backward)
@@ -333,7 +336,8 @@ def _task_losses(spec, inputs: _RetrainInputs, task: RetrainTask, cache: StageCa
     return cache.get_or_compute(task.stage, material, lambda: retrain_slice(
         inputs.template, *inputs.tensors, spec.training, spec.groundtruth, task.alpha,
         list(range(task.subset_start, task.subset_stop)),
-        list(range(spec.groundtruth.n_seeds)), progress=progress))
+        list(range(spec.groundtruth.n_seeds)), progress=progress,
+        memory_budget_bytes=memory_budget_bytes(spec)))
 
 
 def run_retraining_task(spec: StudySpec, task: RetrainTask, cache_dir: Path,

@@ -54,6 +54,20 @@ class GroundTruthSpec(BaseModel):
         return sorted(value)
 
 
+def models_per_chunk(model: nn.Module, batch_size: int, n_eval: int, itemsize: int,
+                     cap: int, memory_budget_bytes: int | None) -> int:
+    """How many models train together: at most ``cap``, and few enough that their parameters,
+    momentum and gradients (3·d each) plus activations of a minibatch and of the evaluation set
+    (≈ 4 tensors per layer width) fit in a quarter of the memory budget."""
+    if memory_budget_bytes is None:
+        return cap
+    params = sum(p.numel() for p in model.parameters())
+    widths = sum(m.out_features + m.in_features for m in model.modules()
+                 if isinstance(m, nn.Linear))
+    per_model = itemsize * (3 * params + 4 * widths * (batch_size + n_eval))
+    return int(max(1, min(cap, memory_budget_bytes // 4 // per_model)))
+
+
 def retrain_slice(
     model: nn.Sequential,
     X: torch.Tensor,
@@ -66,6 +80,7 @@ def retrain_slice(
     subset_ids: list[int],
     seed_ids: list[int],
     progress=None,
+    memory_budget_bytes: int | None = None,
 ) -> np.ndarray:
     """Per-point test losses (n_checkpoints × len(subset_ids) × len(seed_ids) × n_test) of the
     models (α, m, r) for m in subset_ids, r in seed_ids, at ``training.checkpoint_epochs()``."""
@@ -73,7 +88,8 @@ def retrain_slice(
     subsets = {m: draw_subset(len(X), alpha, m, gt.seed) for m in subset_ids}
     epochs = training.checkpoint_epochs()
     losses = np.empty((len(epochs), len(pairs), len(X_test)), dtype=np.float32)
-    chunk = gt.max_models_per_chunk
+    chunk = models_per_chunk(model, training.batch_size, len(X_test), X.element_size(),
+                             gt.max_models_per_chunk, memory_budget_bytes)
     for start in range(0, len(pairs), chunk):
         part = pairs[start : start + chunk]
 

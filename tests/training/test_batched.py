@@ -50,3 +50,13 @@ def test_retraining_slices_assemble_into_the_whole():
     np.testing.assert_allclose(np.concatenate([left, right], axis=1), whole, rtol=1e-5)
     seeds_split = retrain_slice(*args, [0, 1, 2, 3], [2])
     np.testing.assert_allclose(seeds_split[:, :, 0], whole[:, :, 2], rtol=1e-5)
+
+
+def test_models_per_chunk_follows_the_memory_budget():
+    from curvscope.groundtruth.retrain import models_per_chunk
+
+    template, _, _ = make_problem()
+    assert models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=None) == 1000
+    small = models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=2**20)
+    assert 1 <= small < 1000
+    assert models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=2**30) == 1000
