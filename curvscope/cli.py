@@ -116,6 +116,19 @@ def run(
 
 
 @app.command()
+def report(
+    study_dir: Annotated[Path, typer.Argument(help="A folder written by `curvscope run`.")],
+):
+    """Print a study's headline numbers (LDS table, decomposition, timings) as Markdown."""
+    from curvscope.report import markdown_report
+
+    path = study_dir / "results.json"
+    if not path.exists():
+        raise UserError(f"{path} does not exist: give the --out folder of a finished run")
+    out.print(markdown_report(json.loads(path.read_text())), markup=False, highlight=False)
+
+
+@app.command()
 def methods():
     """List the curvature methods of the registry."""
     from curvscope.registry import METHODS

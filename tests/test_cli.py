@@ -118,3 +118,15 @@ def test_bad_data_file_gives_a_clear_error(tmp_path):
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
     proc = curvscope("run", "--config", str(tmp_path / "missing.toml"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_report_prints_the_lds_table(quick_run):
+    root, results, _, _ = quick_run
+    proc = curvscope("report", str(root / "out"))
+    assert proc.returncode == 0, proc.stderr
+    lds = results["methods"]["K-FAC"]["lds"]["0.5"]
+    assert f"| K-FAC | {lds['value']:.3f} [{lds['ci_low']:.3f}, {lds['ci_high']:.3f}] |" in (
+        proc.stdout)
+    assert "seed-noise ceiling" in proc.stdout and "| **total** |" in proc.stdout
+    missing = curvscope("report", str(root / "nowhere"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
