@@ -57,6 +57,21 @@ def load_config(path: Path | None) -> dict:
         raise UserError(f"config file {path} is not valid JSON: {exc}") from None
 
 
+def refuse_mismatched_rerun(target: Path, spec_hash: str, overwrite: bool) -> None:
+    """Results of another spec in the output folder are never silently replaced."""
+    existing = target / "results.json"
+    if overwrite or not existing.exists():
+        return
+    try:
+        previous = json.loads(existing.read_text()).get("spec_hash")
+    except (json.JSONDecodeError, OSError):
+        previous = None
+    if previous != spec_hash:
+        raise UserError(
+            f"{target} already holds the results of another study ({previous}); this spec is "
+            f"{spec_hash}. Choose another --out, or pass --overwrite to replace them")
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CURVSCOPE_CACHE_DIR", Path.home() / ".cache" / "curvscope"))
 
@@ -73,6 +88,8 @@ def run(
         help="Stage cache [default: $CURVSCOPE_CACHE_DIR or ~/.cache/curvscope].")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every stage.")
                         ] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace results of a different study already in --out.")] = False,
 ):
     """Run one study locally, with no server, and write its results."""
     from curvscope.data import DataValidationError
@@ -87,6 +104,7 @@ def run(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     target = out_dir or Path("runs") / spec.spec_hash()
+    refuse_mismatched_rerun(target, spec.spec_hash(), overwrite)
     cache = None if no_cache else (cache_dir or default_cache_dir())
     err.print(f"study [bold]{spec.name or 'unnamed'}[/] ({spec.spec_hash()}) → {target}")
     columns = (TextColumn("{task.description:<24}"), BarColumn(),

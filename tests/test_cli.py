@@ -130,3 +130,15 @@ def test_report_prints_the_lds_table(quick_run):
     assert "seed-noise ceiling" in proc.stdout and "| **total** |" in proc.stdout
     missing = curvscope("report", str(root / "nowhere"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_mismatched_rerun_into_the_same_folder_is_refused(quick_run):
+    root, results, _, _ = quick_run
+    config = root / "other.toml"
+    config.write_text("preset = 'quick'\n[inverse]\ndamping = 0.5\n[groundtruth]\nenabled = false\n")
+    proc = curvscope("run", "--config", str(config), "--out", str(root / "out"),
+                     "--cache-dir", str(root / "cache"))
+    assert proc.returncode == 2
+    assert "already holds the results of another study" in proc.stderr
+    assert json.loads((root / "out" / "results.json").read_text())["spec_hash"] == results[
+        "spec_hash"]
