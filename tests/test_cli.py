@@ -135,7 +135,8 @@ def test_report_prints_the_lds_table(quick_run):
 def test_mismatched_rerun_into_the_same_folder_is_refused(quick_run):
     root, results, _, _ = quick_run
     config = root / "other.toml"
-    config.write_text("preset = 'quick'\n[inverse]\ndamping = 0.5\n[groundtruth]\nenabled = false\n")
+    config.write_text("preset = 'quick'\n[inverse]\ndamping = 0.5\n"
+                      "[groundtruth]\nenabled = false\n")
     proc = curvscope("run", "--config", str(config), "--out", str(root / "out"),
                      "--cache-dir", str(root / "cache"))
     assert proc.returncode == 2
