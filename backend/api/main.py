@@ -1,0 +1,10 @@
+"""All routes under /api/v1."""
+
+from fastapi import APIRouter
+
+from backend.api.routes import datasets, meta, studies
+
+api_router = APIRouter()
+api_router.include_router(studies.router)
+api_router.include_router(datasets.router)
+api_router.include_router(meta.router)

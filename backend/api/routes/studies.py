@@ -1,0 +1,342 @@
+"""/api/v1/studies: create (202 + Location, Idempotency-Key), list, get, results, arrays,
+export, cancel, retry, delete, and validate-without-storing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from backend import artifacts
+from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
+from backend.core.problems import Problem
+from backend.models import ACTIVE_STATES, FINAL_STATES, STATES, IdempotencyKey, Study, utcnow
+from backend.queue import enqueue_study
+from backend.schemas import (
+    API_PREFIX,
+    PROBLEM_RESPONSES,
+    ArrayList,
+    StudyDetail,
+    StudyList,
+    StudyOut,
+    ValidationOut,
+    as_utc,
+    study_detail,
+    study_out,
+)
+from backend.specs import resolve
+
+log = logging.getLogger("curvscope.api")
+router = APIRouter(prefix="/studies", tags=["studies"], responses=PROBLEM_RESPONSES)
+
+SPEC_EXAMPLES = {
+    "quick": {"summary": "the quick preset", "value": {"preset": "quick"}},
+    "override": {"summary": "a preset with overrides",
+                 "value": {"preset": "quick", "training": {"epochs": 20},
+                           "curvature": {"methods": ["GGN", "EK-FAC", "K-FAC"]}}},
+}
+SpecBody = Annotated[dict[str, Any], Body(
+    description="A study spec: optionally a preset ('quick' or 'paper') plus overrides of any "
+    "field (GET /api/v1/schema). The stored spec is the fully resolved one.",
+    openapi_examples=SPEC_EXAMPLES)]
+SORT_FIELDS = {"id", "created_at", "started_at", "finished_at", "name", "state", "progress"}
+
+
+def _get(session, study_id: int) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise Problem(404, f"There is no study with id {study_id}.", kind="study-not-found")
+    return study
+
+
+def _reply(study: Study, status: int) -> JSONResponse:
+    return JSONResponse(study_out(study).model_dump(mode="json"), status_code=status,
+                        headers={"Location": f"{API_PREFIX}/studies/{study.id}"})
+
+
+@router.post("/validate", response_model=ValidationOut, summary="Validate and estimate a spec "
+             "without storing anything")
+def validate_study(body: SpecBody, session: SessionDep) -> ValidationOut:
+    resolved = resolve(body, session)
+    existing = _reusable(session, resolved.spec_hash)
+    return ValidationOut(valid=True, spec=resolved.spec_dict, spec_hash=resolved.spec_hash,
+                         estimate=resolved.estimate,
+                         existing_study_id=existing.id if existing else None)
+
+
+def _reusable(session, spec_hash: str) -> Study | None:
+    """A succeeded study with this hash, else one still queued or running (not cancelled)."""
+    for states in (("succeeded",), ACTIVE_STATES):
+        study = session.scalars(
+            select(Study).where(Study.spec_hash == spec_hash, Study.state.in_(states),
+                                Study.cancel_requested.is_(False))
+            .order_by(Study.id.desc()).limit(1)).first()
+        if study is not None:
+            return study
+    return None
+
+
+@router.post("", status_code=202, response_model=StudyOut, dependencies=[WriteAuth],
+             summary="Submit a study", responses={
+                 200: {"model": StudyOut, "description": "An identical spec already succeeded "
+                       "(or is running): that study, not a new one."},
+                 202: {"description": "Queued; Location names the new study."}})
+def create_study(request: Request, body: SpecBody, session: SessionDep, settings: SettingsDep,
+                 idempotency_key: Annotated[str | None, Header(
+                     alias="Idempotency-Key", max_length=255,
+                     description="Repeat a POST safely: the same key and body return the "
+                     "same study.")] = None) -> JSONResponse:
+    from curvscope.spec import content_hash
+
+    request_hash = content_hash(body)
+    if idempotency_key is not None:
+        earlier = session.get(IdempotencyKey, idempotency_key)
+        if earlier is not None and as_utc(earlier.created_at) < datetime.now(UTC) - timedelta(
+                seconds=settings.idempotency_ttl_s):
+            with write_tx(request) as tx:
+                stale = tx.get(IdempotencyKey, idempotency_key)
+                if stale is not None:
+                    tx.delete(stale)
+            earlier = None
+        if earlier is not None:
+            if earlier.request_hash != request_hash:
+                raise Problem(422, "This Idempotency-Key was already used with a different "
+                              "request body; use a new key for a new study.",
+                              kind="idempotency-key-reused")
+            study = session.get(Study, earlier.study_id)
+            if study is not None:
+                return _reply(study, earlier.status_code)
+
+    resolved = resolve(body, session)
+    try:
+        with write_tx(request) as tx:
+            existing = _reusable(tx, resolved.spec_hash)
+            if existing is not None:
+                status, study = 200, existing
+            else:
+                status = 202
+                study = Study(name=resolved.spec.name, state="queued", spec=resolved.spec_dict,
+                              request=body, spec_hash=resolved.spec_hash, preset=resolved.preset,
+                              estimate=resolved.estimate, dataset_id=resolved.dataset_id)
+                tx.add(study)
+                tx.flush()
+            if idempotency_key is not None:
+                tx.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash,
+                                      study_id=study.id, status_code=status))
+    except IntegrityError:
+        raise Problem(409, "Another request with this Idempotency-Key is being processed; "
+                      "repeat the request in a moment.", kind="idempotency-key-in-use") from None
+    if status == 202:
+        _enqueue(request, settings, study)
+    return _reply(study, status)
+
+
+def _enqueue(request: Request, settings, study: Study) -> None:
+    try:
+        task_id = enqueue_study(settings, study.id)
+    except Exception as exc:
+        log.warning("could not enqueue study %s: %s", study.id, exc)
+        with write_tx(request) as tx:
+            row = tx.get(Study, study.id)
+            row.state, row.finished_at = "failed", utcnow()
+            row.error_type = "QueueUnavailable"
+            row.error = ("The study was stored but could not be queued: the message broker "
+                         f"is unreachable ({type(exc).__name__}). Retry it with POST "
+                         f"{API_PREFIX}/studies/{study.id}/retry once the broker is up.")
+            study.state, study.error = row.state, row.error
+        raise Problem(503, study.error, kind="queue-unavailable", study_id=study.id) from None
+    with write_tx(request) as tx:
+        row = tx.get(Study, study.id)
+        if row is not None:
+            row.task_id = task_id
+
+
+@router.get("", response_model=StudyList, summary="List studies")
+def list_studies(
+    session: SessionDep,
+    state: Annotated[list[str] | None, Query(
+        description="Filter by state (repeat or comma-separate: state=running,queued).")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Name contains (case-"
+                                   "insensitive).")] = None,
+    spec_hash: Annotated[str | None, Query(max_length=32)] = None,
+    preset: Annotated[str | None, Query(max_length=32)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    sort: Annotated[str, Query(description="Field, '-' prefix for descending: "
+                               + ", ".join(sorted(SORT_FIELDS)))] = "-created_at",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StudyList:
+    conditions = []
+    if state:
+        states = [s.strip() for item in state for s in item.split(",") if s.strip()]
+        unknown = sorted(set(states) - set(STATES))
+        if unknown:
+            raise Problem(422, f"Unknown state {', '.join(unknown)}; allowed: "
+                          f"{', '.join(STATES)}.", errors=[{"field": "query.state", "message":
+                                                            f"allowed: {', '.join(STATES)}"}])
+        conditions.append(Study.state.in_(states))
+    if q:
+        conditions.append(func.lower(Study.name).contains(q.lower(), autoescape=True))
+    if spec_hash:
+        conditions.append(Study.spec_hash == spec_hash)
+    if preset:
+        conditions.append(Study.preset == preset)
+    if created_after:
+        conditions.append(Study.created_at >= created_after)
+    if created_before:
+        conditions.append(Study.created_at < created_before)
+    field = sort.removeprefix("-")
+    if field not in SORT_FIELDS:
+        raise Problem(422, f"Cannot sort by {field!r}; sort by one of "
+                      f"{', '.join(sorted(SORT_FIELDS))} ('-' prefix for descending).",
+                      errors=[{"field": "query.sort", "message": "unknown sort field"}])
+    column = getattr(Study, field)
+    order = column.desc() if sort.startswith("-") else column.asc()
+    tie = Study.id.desc() if sort.startswith("-") else Study.id.asc()
+    count = session.scalar(select(func.count()).select_from(Study).where(*conditions))
+    rows = session.scalars(select(Study).where(*conditions).order_by(order, tie)
+                           .limit(limit).offset(offset)).all()
+    return StudyList(data=[study_out(s) for s in rows], count=count or 0)
+
+
+@router.get("/{study_id}", response_model=StudyDetail, summary="One study: state, stage, "
+            "progress, timings, error, chunks")
+def get_study(study_id: int, session: SessionDep) -> StudyDetail:
+    return study_detail(_get(session, study_id))
+
+
+def _succeeded(session, settings, study_id: int) -> Study:
+    study = _get(session, study_id)
+    if study.state != "succeeded":
+        why = f" ({study.error})" if study.state == "failed" and study.error else ""
+        raise Problem(409, f"Study {study_id} is {study.state}{why}; results exist once it "
+                      "has succeeded.", kind="study-not-succeeded", state=study.state)
+    if not artifacts.results_path(settings, study_id).exists():
+        raise Problem(404, f"Study {study_id} succeeded but its files are gone from "
+                      f"{artifacts.study_dir(settings, study_id)}.", kind="results-missing")
+    return study
+
+
+@router.get("/{study_id}/results", summary="results.json of a succeeded study",
+            response_class=FileResponse, responses={200: {"content": {"application/json": {}}}})
+def get_results(study_id: int, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    _succeeded(session, settings, study_id)
+    return FileResponse(artifacts.results_path(settings, study_id),
+                        media_type="application/json")
+
+
+@router.get("/{study_id}/arrays", response_model=ArrayList, summary="Names, shapes, dtypes "
+            "of the study's arrays")
+def list_study_arrays(study_id: int, session: SessionDep, settings: SettingsDep) -> ArrayList:
+    _succeeded(session, settings, study_id)
+    items = artifacts.list_arrays(artifacts.arrays_path(settings, study_id))
+    return ArrayList(data=items, count=len(items))
+
+
+@router.get("/{study_id}/arrays/{name:path}", summary="One array as JSON or .npy",
+            responses={200: {"content": {"application/json": {}, "application/x-npy": {}}}})
+def get_array(request: Request, study_id: int, name: str, session: SessionDep,
+              settings: SettingsDep,
+              format: Annotated[Literal["json", "npy"] | None, Query(
+                  description="json (nested lists, NaN → null) or npy; default from the "
+                  "Accept header, else json.")] = None) -> Response:
+    _succeeded(session, settings, study_id)
+    if name.endswith(".npy"):
+        name, format = name[:-4], "npy"
+    if format is None:
+        accept = request.headers.get("accept", "")
+        format = "npy" if ("application/x-npy" in accept
+                           or "application/octet-stream" in accept) else "json"
+    array = artifacts.load_array(artifacts.arrays_path(settings, study_id), name)
+    if array is None:
+        raise Problem(404, f"Study {study_id} has no array {name!r}; GET "
+                      f"{API_PREFIX}/studies/{study_id}/arrays lists them.",
+                      kind="array-not-found")
+    if format == "npy":
+        filename = name.replace("/", "_") + ".npy"
+        return Response(artifacts.npy_bytes(array), media_type="application/x-npy",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    if array.size > settings.max_json_array_elements:
+        raise Problem(422, f"Array {name!r} has {array.size:,} elements, more than "
+                      f"{settings.max_json_array_elements:,} served as JSON; ask for "
+                      "format=npy.", kind="array-too-large-for-json")
+    return JSONResponse({"name": name, "shape": list(array.shape), "dtype": str(array.dtype),
+                         "data": artifacts.json_safe(array)})
+
+
+@router.get("/{study_id}/export", summary="Export a study as CSV (per method and α) or JSON "
+            "(the study record and its results)",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+def export_study(study_id: int, session: SessionDep, settings: SettingsDep,
+                 format: Literal["csv", "json"] = "json") -> Response:
+    study = _succeeded(session, settings, study_id)
+    results = artifacts.load_results(settings, study_id)
+    filename = f"study-{study_id}-{study.spec_hash}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "csv":
+        return Response(artifacts.results_csv(study_id, results), media_type="text/csv",
+                        headers=headers)
+    return JSONResponse({"study": study_detail(study).model_dump(mode="json"),
+                         "results": results}, headers=headers)
+
+
+@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAuth],
+             summary="Cancel a queued or running study (cooperatively)",
+             responses={202: {"description": "Running: the worker stops at its next check."}})
+def cancel_study(request: Request, study_id: int) -> JSONResponse:
+    with write_tx(request) as tx:
+        study = _get(tx, study_id)
+        if study.state in FINAL_STATES:
+            raise Problem(409, f"Study {study_id} is already {study.state}; only queued or "
+                          "running studies can be cancelled.", kind="study-finished",
+                          state=study.state)
+        study.cancel_requested = True
+        if study.state == "queued":
+            study.state, study.finished_at, study.stage = "cancelled", utcnow(), None
+            status = 200
+        else:
+            status = 202
+    return _reply(study, status)
+
+
+@router.post("/{study_id}/retry", response_model=StudyOut, status_code=202,
+             dependencies=[WriteAuth], summary="Run a failed or cancelled study again "
+             "(finished stages and chunks are reused from the cache)")
+def retry_study(request: Request, study_id: int, settings: SettingsDep) -> JSONResponse:
+    with write_tx(request) as tx:
+        study = _get(tx, study_id)
+        if study.state not in ("failed", "cancelled"):
+            raise Problem(409, f"Study {study_id} is {study.state}; only failed or cancelled "
+                          "studies can be retried.", kind="study-not-retryable",
+                          state=study.state)
+        study.state, study.stage, study.progress, study.stage_progress = "queued", None, 0, 0
+        study.error = study.error_type = None
+        study.cancel_requested = study.finalize_enqueued = False
+        study.started_at = study.finished_at = None
+        study.attempts += 1
+        for chunk in study.chunks:
+            if chunk.state != "done":
+                chunk.state, chunk.progress, chunk.error = "pending", 0.0, None
+    _enqueue(request, settings, study)
+    return _reply(study, 202)
+
+
+@router.delete("/{study_id}", status_code=204, dependencies=[WriteAuth],
+               summary="Delete a finished study and its files")
+def delete_study(request: Request, study_id: int, settings: SettingsDep) -> Response:
+    with write_tx(request) as tx:
+        study = _get(tx, study_id)
+        if study.state in ACTIVE_STATES:
+            raise Problem(409, f"Study {study_id} is {study.state}; cancel it first "
+                          f"(POST {API_PREFIX}/studies/{study_id}/cancel).",
+                          kind="study-active", state=study.state)
+        tx.delete(study)
+    shutil.rmtree(artifacts.study_dir(settings, study_id), ignore_errors=True)
+    return Response(status_code=204)

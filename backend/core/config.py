@@ -1,0 +1,113 @@
+"""The one Settings object of the service (API and worker read the same fields).
+
+Every field can be set by an environment variable ``CURVSCOPE_<FIELD>`` (e.g.
+``CURVSCOPE_DATA_DIR``); the database and Redis URLs also answer to the conventional
+``DATABASE_URL`` and ``REDIS_URL``. Everything the service writes lives under ``data_dir``
+unless a URL points elsewhere: the SQLite file, study artifacts, uploaded data sets and the
+shared stage cache.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CURVSCOPE_", extra="ignore",
+                                      populate_by_name=True)
+
+    data_dir: Path = Field(default=Path("curvscope-data"),
+                           description="Folder for the database file, artifacts, uploads, cache.")
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CURVSCOPE_DATABASE_URL", "DATABASE_URL",
+                                                    "database_url"),
+        description="SQLAlchemy URL; default a SQLite file <data_dir>/curvscope.db (WAL mode).")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("CURVSCOPE_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="Redis used as Celery broker and result backend unless those are set.")
+    broker_url: str | None = Field(default=None, description="Celery broker; default redis_url.")
+    result_backend: str | None = Field(default=None,
+                                       description="Celery result backend; default redis_url.")
+    api_token: SecretStr | None = Field(
+        default=None, description="If set, every write (POST, DELETE) needs "
+        "'Authorization: Bearer <token>'. Reads stay open.")
+    cache_dir: Path | None = Field(default=None,
+                                   description="Stage cache shared by workers; default "
+                                   "<data_dir>/cache.")
+
+    sqlite_busy_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_upload_bytes: int = Field(default=20 * 2**20, ge=1024, le=2**34)
+    max_datasets: int = Field(default=100, ge=1, le=100_000)
+    max_json_array_elements: int = Field(default=5_000_000, ge=1)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    queue_name: str = Field(default="curvscope", min_length=1)
+    # Redis redelivers an unacknowledged (acks-late) message after this long: it must exceed
+    # the longest task, else a second worker starts the same study while the first still runs.
+    visibility_timeout_s: int = Field(default=12 * 3600, ge=60)
+    result_expires_s: int = Field(default=24 * 3600, ge=60)
+    task_max_retries: int = Field(default=5, ge=0, le=100)
+    retry_backoff_max_s: int = Field(default=300, ge=1)
+    worker_device: str = Field(
+        default="auto", description="auto (cuda if available, else cpu), cpu, cuda or cuda:N.")
+    progress_interval_s: float = Field(default=0.5, gt=0, le=60,
+                                       description="How often a worker writes progress and "
+                                       "reads the cancel flag.")
+    migrate_on_start: bool = True
+    serve_dashboard: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("worker_device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:")
+                                                and value[5:].isdigit()):
+            return value
+        raise ValueError("worker_device must be auto, cpu, cuda or cuda:N")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://"):]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            return url
+        return f"sqlite:///{(self.data_dir / 'curvscope.db').resolve()}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def celery_result_backend(self) -> str:
+        return self.result_backend or self.redis_url
+
+    @property
+    def studies_dir(self) -> Path:
+        return (self.data_dir / "studies").resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return (self.data_dir / "datasets").resolve()
+
+    @property
+    def stage_cache_dir(self) -> Path:
+        return (self.cache_dir or self.data_dir / "cache").resolve()
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.studies_dir, self.datasets_dir, self.stage_cache_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's Settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,218 @@
+"""Response models of the REST API (they document the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from backend.models import Dataset, Study, StudyChunk, Worker
+
+API_PREFIX = "/api/v1"
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class ChunkOut(BaseModel):
+    index: int
+    alpha: float
+    subset_start: int
+    subset_stop: int
+    state: str
+    progress: float
+    worker: str | None
+    device: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Timings(BaseModel):
+    queued_seconds: float | None = Field(None, description="From creation to a worker's start.")
+    running_seconds: float | None = Field(None, description="From start to finish (or now).")
+    stages: dict[str, float] | None = Field(None, description="Seconds per stage of the "
+                                            "finished study (results.json timings).")
+
+
+class StudyOut(BaseModel):
+    id: int
+    name: str | None
+    state: str = Field(description="queued, running, succeeded, failed or cancelled")
+    stage: str | None = Field(description="Current (or last) stage, e.g. train, "
+                              "groundtruth/retrain, curvature/K-FAC.")
+    stage_progress: float
+    progress: float = Field(description="Fraction of the whole study done, 0..1.")
+    spec_hash: str
+    preset: str | None
+    error: str | None = Field(description="Why the study failed, as a sentence.")
+    error_type: str | None
+    cancel_requested: bool
+    attempts: int
+    device: str | None
+    worker: str | None
+    summary: dict[str, Any] | None = Field(
+        description="Headline numbers of a succeeded study: per method the LDS at each α and "
+        "the relative residual to H.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: dict[str, str]
+
+
+class StudyDetail(StudyOut):
+    spec: dict[str, Any]
+    request: dict[str, Any]
+    estimate: dict[str, Any] | None
+    dataset_id: int | None
+    timings: Timings
+    chunks: list[ChunkOut]
+
+
+class StudyList(BaseModel):
+    data: list[StudyOut]
+    count: int = Field(description="Studies matching the filters (before limit/offset).")
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    spec: dict[str, Any]
+    spec_hash: str
+    estimate: dict[str, Any]
+    existing_study_id: int | None = Field(
+        None, description="A succeeded (or active) study with the same spec hash; submitting "
+        "this spec returns it instead of computing again.")
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    format: str
+    sha256: str
+    size_bytes: int
+    label_column: str | None
+    n_rows: int
+    n_features: int
+    n_classes: int
+    created_at: datetime
+    reference: str = Field(description="Use as data.path with data.name = 'file'.")
+
+
+class DatasetList(BaseModel):
+    data: list[DatasetOut]
+    count: int
+
+
+class ArrayInfo(BaseModel):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class ArrayList(BaseModel):
+    data: list[ArrayInfo]
+    count: int
+
+
+class WorkerOut(BaseModel):
+    hostname: str
+    device: str
+    pid: int
+    state: str
+    online: bool | None = Field(description="Answered a ping just now (None: broker down).")
+    tasks_done: int
+    started_at: datetime
+    last_seen: datetime
+    active: list[dict[str, Any]] | None = None
+
+
+class WorkerList(BaseModel):
+    data: list[WorkerOut]
+    count: int
+
+
+def study_links(study_id: int) -> dict[str, str]:
+    base = f"{API_PREFIX}/studies/{study_id}"
+    return {"self": base, "results": f"{base}/results", "arrays": f"{base}/arrays",
+            "export_csv": f"{base}/export?format=csv", "export_json": f"{base}/export?format=json",
+            "cancel": f"{base}/cancel", "retry": f"{base}/retry"}
+
+
+def study_out(study: Study) -> StudyOut:
+    return StudyOut(
+        id=study.id, name=study.name, state=study.state, stage=study.stage,
+        stage_progress=study.stage_progress, progress=study.progress,
+        spec_hash=study.spec_hash, preset=study.preset, error=study.error,
+        error_type=study.error_type, cancel_requested=study.cancel_requested,
+        attempts=study.attempts, device=study.device, worker=study.worker,
+        summary=study.summary, created_at=as_utc(study.created_at),
+        started_at=as_utc(study.started_at), finished_at=as_utc(study.finished_at),
+        links=study_links(study.id))
+
+
+def chunk_out(chunk: StudyChunk) -> ChunkOut:
+    return ChunkOut(index=chunk.index, alpha=chunk.alpha, subset_start=chunk.subset_start,
+                    subset_stop=chunk.subset_stop, state=chunk.state, progress=chunk.progress,
+                    worker=chunk.worker, device=chunk.device, error=chunk.error,
+                    started_at=as_utc(chunk.started_at), finished_at=as_utc(chunk.finished_at))
+
+
+def timings_of(study: Study) -> Timings:
+    now = datetime.now(UTC)
+    created, started, finished = (as_utc(study.created_at), as_utc(study.started_at),
+                                  as_utc(study.finished_at))
+    queued = ((started or finished or now) - created).total_seconds() if created else None
+    running = ((finished or now) - started).total_seconds() if started else None
+    return Timings(queued_seconds=queued, running_seconds=running, stages=study.timings)
+
+
+def study_detail(study: Study) -> StudyDetail:
+    return StudyDetail(**study_out(study).model_dump(), spec=study.spec, request=study.request,
+                       estimate=study.estimate, dataset_id=study.dataset_id,
+                       timings=timings_of(study), chunks=[chunk_out(c) for c in study.chunks])
+
+
+def dataset_out(dataset: Dataset) -> DatasetOut:
+    return DatasetOut(id=dataset.id, name=dataset.name, format=dataset.format,
+                      sha256=dataset.sha256, size_bytes=dataset.size_bytes,
+                      label_column=dataset.label_column, n_rows=dataset.n_rows,
+                      n_features=dataset.n_features, n_classes=dataset.n_classes,
+                      created_at=as_utc(dataset.created_at), reference=f"dataset:{dataset.id}")
+
+
+def worker_out(worker: Worker, online: bool | None,
+               active: list[dict[str, Any]] | None) -> WorkerOut:
+    return WorkerOut(hostname=worker.hostname, device=worker.device, pid=worker.pid,
+                     state=worker.state, online=online, tasks_done=worker.tasks_done,
+                     started_at=as_utc(worker.started_at), last_seen=as_utc(worker.last_seen),
+                     active=active)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. training.epochs.")
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (media type application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="A sentence a person understands.")
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemOut, "description": text,
+             "content": {"application/problem+json": {}}}
+    for status, text in [(401, "Missing or wrong bearer token (writes only)."),
+                         (404, "No such resource."), (409, "Not possible in the current state."),
+                         (422, "Invalid input: field paths and messages in `errors`.")]
+}
