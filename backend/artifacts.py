@@ -56,8 +56,10 @@ def list_arrays(path: Path) -> list[dict[str, Any]]:
             if not info.filename.endswith(".npy"):
                 continue
             with archive.open(info) as handle:
-                version = np.lib.format.read_magic(handle)
-                shape, _fortran, dtype = np.lib.format._read_array_header(handle, version)
+                major, _minor = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(handle)
             out.append({"name": info.filename[:-4], "shape": list(shape), "dtype": str(dtype)})
     return sorted(out, key=lambda a: a["name"])
 

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: int = Field(default=300, ge=1)
     worker_device: str = Field(
         default="auto", description="auto (cuda if available, else cpu), cpu, cuda or cuda:N.")
+    worker_torch_threads: int | None = Field(
+        default=None, ge=1, le=1024, description="torch threads per worker; default torch's "
+        "choice (all cores). Set it when several workers share one machine.")
     progress_interval_s: float = Field(default=0.5, gt=0, le=60,
                                        description="How often a worker writes progress and "
                                        "reads the cancel flag.")
