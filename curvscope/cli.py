@@ -163,6 +163,9 @@ def schema():
     out.print_json(json.dumps(StudySpec.model_json_schema()))
 
 
+from curvscope import service_commands  # noqa: E402,F401  registers up/api/worker/submit
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
