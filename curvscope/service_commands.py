@@ -187,7 +187,7 @@ def up(
     def stop_all(*_):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop_all)
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if not redis_url:
             binary = find_redis_server()
@@ -226,10 +226,13 @@ def up(
     except KeyboardInterrupt:
         err.print("stopping: worker, api, redis …")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig in previous:  # a second Ctrl-C must not leave children behind
+            signal.signal(sig, signal.SIG_IGN)
         for part in reversed(parts):  # worker first, redis last
             part.stop(grace if part.name == "worker" else 10.0,
                       then=signal.SIGQUIT if part.name == "worker" else None)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     err.print("stopped")
 
 
