@@ -31,11 +31,16 @@ def markdown_report(results: dict) -> str:
             for c in ceiling) + " |")
         lines += ["", f"{gt['n_subsets']} subsets × {gt['n_seeds']} seeds per α.", ""]
         for alpha, check in gt["hierarchy"].items():
-            verdict = "holds" if check["holds"] else "does not hold: " + ", ".join(
-                check["violations"] + ([] if check.get("H_approx_GGN", True)
-                                       else ["H and GGN intervals do not overlap"]))
-            lines.append(f"- α = {alpha}: the hierarchy H ≈ GGN ≥ GGN-blockdiag ≥ EK-FAC ≥ "
-                         f"K-FAC ≥ identity {verdict}.")
+            chain = " ".join(f"{p['higher']} {p['verdict']}" for p in check["pairs"])
+            last = check["pairs"][-1]["lower"] if check["pairs"] else ""
+            verdict = "holds" if check["holds"] else "does not hold (" + ", ".join(
+                check["violations"]) + ")"
+            noise = check["reversals_within_noise"]
+            lines.append(f"- α = {alpha}: {chain} {last} — the expected hierarchy {verdict}"
+                         + (f"; reversed within noise: {', '.join(noise)}" if noise else "")
+                         + ".")
+        lines += ["", "(≥: the paired 95 % interval of the LDS difference lies above 0; "
+                  "≈: it contains 0; <: it lies below.)"]
         lines.append("")
     lines += ["| method | ‖H − M‖/‖H‖ | ‖G − M‖/‖G‖ | cond(M + λI) |", "|---|---|---|---|"]
     for name in methods:

@@ -377,6 +377,7 @@ def _ground_truth(spec, data, model, scores, cache, stage, report):
     result: dict = {"alphas": gt.alphas, "n_subsets": gt.n_subsets, "n_seeds": gt.n_seeds,
                     "seed": gt.seed, "dtype": gt.dtype, "checkpoint_epochs": epochs,
                     "ceiling": {}, "lds": {n: {} for n in scores}}
+    bootstrap: dict[tuple[str, str], np.ndarray] = {}
     with stage("lds"):
         for alpha in gt.alphas:
             key = str(alpha)
@@ -385,46 +386,54 @@ def _ground_truth(spec, data, model, scores, cache, stage, report):
                 predictions = predicted_losses(masks[alpha], score.detach().cpu().numpy())
                 value = lds(targets, predictions, gt.n_bootstrap, seed=gt.seed)
                 arrays[f"lds_per_test/{name}/{alpha}"] = value.pop("per_test")
+                bootstrap[name, key] = value.pop("bootstrap")
                 result["lds"][name][key] = value
             if gt.n_seeds >= 2:
                 ceiling = seed_noise_ceiling(retrained[alpha], gt.n_bootstrap, seed=gt.seed)
                 arrays[f"lds_per_test/ceiling/{alpha}"] = ceiling.pop("per_test")
+                ceiling.pop("bootstrap")
                 result["ceiling"][key] = ceiling
             else:
                 result["ceiling"][key] = None
-    result["lds_lost"] = _lds_lost(result["lds"], gt.alphas)
-    result["hierarchy"] = _hierarchy(result["lds"], gt.alphas)
+    result["lds_lost"] = [
+        {"from": a, "to": b, "lds_lost": {str(x): _paired_difference(result["lds"], bootstrap,
+                                                                      a, b, str(x))
+                                          for x in gt.alphas}}
+        for a, b in _adjacent([n for n in CHAIN if n in scores])]
+    result["hierarchy"] = {
+        str(x): _hierarchy(result["lds"], bootstrap, str(x)) for x in gt.alphas}
     return result, arrays
 
 
-def _lds_lost(values: dict, alphas: list[float]) -> list[dict]:
-    """LDS(a) − LDS(b) for each step a → b of the chain present in the study."""
-    chain = [n for n in CHAIN if n in values]
-    return [{"from": a, "to": b,
-             "lds_lost": {str(x): values[a][str(x)]["value"] - values[b][str(x)]["value"]
-                          for x in alphas}}
-            for a, b in zip(chain[:-1], chain[1:], strict=True)]
+def _adjacent(names: list[str]) -> list[tuple[str, str]]:
+    return list(zip(names[:-1], names[1:], strict=True))
 
 
-HIERARCHY = ("GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "identity")
+def _paired_difference(values: dict, bootstrap: dict, a: str, b: str, alpha: str) -> dict:
+    """LDS(a) − LDS(b) with a 95 % interval from the paired bootstrap: both methods' LDS are
+    taken on the same resampled subsets, so the interval reflects the difference itself."""
+    difference = bootstrap[a, alpha] - bootstrap[b, alpha]
+    low, high = np.nanquantile(difference, [0.025, 0.975])
+    return {"value": values[a][alpha]["value"] - values[b][alpha]["value"],
+            "ci_low": float(low), "ci_high": float(high)}
 
 
-def _hierarchy(values: dict, alphas: list[float]) -> dict:
-    """Test LDS(H) ≈ LDS(G) ≥ LDS(G_bd) ≥ LDS(E) ≥ LDS(K) ≥ LDS(I) on point estimates: list
-    each adjacent pair that is out of order; H ≈ G holds when their intervals overlap."""
-    order = [n for n in HIERARCHY if n in values]
-    out = {}
-    for alpha in alphas:
-        key = str(alpha)
-        violations = [f"{a} < {b}" for a, b in zip(order[:-1], order[1:], strict=True)
-                      if values[a][key]["value"] < values[b][key]["value"]]
-        entry: dict = {"order": order, "violations": violations, "holds": not violations}
-        if "H" in values and "GGN" in values:
-            h, g = values["H"][key], values["GGN"][key]
-            entry["H_approx_GGN"] = h["ci_low"] <= g["ci_high"] and g["ci_low"] <= h["ci_high"]
-            entry["holds"] = entry["holds"] and entry["H_approx_GGN"]
-        out[key] = entry
-    return out
+HIERARCHY = ("H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "identity")
+
+
+def _hierarchy(values: dict, bootstrap: dict, alpha: str) -> dict:
+    """Test LDS(H) ≈ LDS(G) ≥ LDS(G_bd) ≥ LDS(E) ≥ LDS(K) ≥ LDS(I) pair by pair. A pair is
+    "≥" when the paired interval of the difference lies above 0, "≈" when it contains 0, "<"
+    when below; the hierarchy holds unless some pair is "<" (a significant reversal)."""
+    pairs = []
+    for a, b in _adjacent([n for n in HIERARCHY if n in values]):
+        diff = _paired_difference(values, bootstrap, a, b, alpha)
+        verdict = "≥" if diff["ci_low"] > 0 else ("<" if diff["ci_high"] < 0 else "≈")
+        pairs.append({"higher": a, "lower": b, **diff, "verdict": verdict})
+    violations = [f"{p['higher']} < {p['lower']}" for p in pairs if p["verdict"] == "<"]
+    return {"pairs": pairs, "violations": violations, "holds": not violations,
+            "reversals_within_noise": [f"{p['higher']} < {p['lower']}" for p in pairs
+                                       if p["verdict"] == "≈" and p["value"] < 0]}
 
 
 def write_study(out_dir: Path, results: dict, arrays: dict[str, np.ndarray],

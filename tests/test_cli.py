@@ -43,7 +43,7 @@ def test_quick_results_schema(quick_run):
             assert key in m
         assert set(m["eigenvalue_overlap"]) == block_names
         assert set(m["eigenbasis_overlap"]) == block_names
-        assert m["inverse"]["rule"] == "drop"
+        assert m["inverse"]["rule"] == "abs"
     assert results["methods"]["H"]["relative_residual_to_H"] == 0.0
     assert 0 < results["methods"]["GGN"]["relative_residual_to_H"] < 0.5
     shares = results["decomposition"]["ggn_to_kfac"]

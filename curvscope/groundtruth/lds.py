@@ -36,8 +36,10 @@ def lds(targets: np.ndarray, predictions: np.ndarray, n_bootstrap: int = 1000,
     """LDS of ``predictions`` against ``targets`` (both M × n_test).
 
     Returns ``value`` (mean over test points of the per-point Spearman), ``ci_low``/``ci_high``
-    (percentile bootstrap over the M subsets), ``per_test`` (the per-point values) and the
-    number of test points left out because a column was constant.
+    (percentile bootstrap over the M subsets), ``per_test`` (the per-point values), the
+    number of test points left out because a column was constant, and ``bootstrap`` (the
+    resampled LDS values; the same ``seed`` draws the same resamples, so two methods' arrays
+    are paired and their difference has its own interval).
     """
     per_test = spearman_columns(targets, predictions)
     valid = np.isfinite(per_test)
@@ -54,7 +56,7 @@ def lds(targets: np.ndarray, predictions: np.ndarray, n_bootstrap: int = 1000,
     tail = (1 - confidence) / 2
     low, high = np.nanquantile(boot, [tail, 1 - tail])
     return {"value": value, "ci_low": float(low), "ci_high": float(high),
-            "per_test": per_test, "n_excluded": int((~valid).sum())}
+            "per_test": per_test, "n_excluded": int((~valid).sum()), "bootstrap": boot}
 
 
 def _weighted_spearman(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray:

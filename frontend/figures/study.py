@@ -134,7 +134,8 @@ def decomposition_figure(results: dict, alpha: str | None = None,
     if lost:
         key = alpha or str((results.get("groundtruth") or {}).get("alphas", [None])[0])
         fig.add_trace(go.Waterfall(x=[f"{s['from']}→{s['to']}" for s in lost],
-                                   y=[s["lds_lost"].get(key) for s in lost],
+                                   y=[(s["lds_lost"].get(key) or {}).get("value")
+                                      for s in lost],
                                    name=f"LDS lost (α = {key})", showlegend=False), row=1, col=2)
     shares = decomposition.get("ggn_to_kfac") or decomposition.get("kfac_error")
     if shares:

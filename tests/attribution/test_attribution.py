@@ -77,10 +77,16 @@ def test_inverse_rule_drop_and_abs_on_indefinite_spectrum():
     assert info["n_negative_inverted_as_abs"] == 1
     w_damped, _ = inverse_weights(torch.tensor([0.0, 1.0]), InverseRule(damping=1.0))
     torch.testing.assert_close(w_damped, torch.tensor([1.0, 0.5]))
+    # damping: drop inverts e + λ (nearly singular just above −λ), abs inverts |e| + λ
+    eig = torch.tensor([-0.99, -0.5, 2.0])
+    w_drop, _ = inverse_weights(eig, InverseRule(damping=1.0, rule="drop"))
+    torch.testing.assert_close(w_drop, torch.tensor([100.0, 2.0, 1 / 3]))
+    w_abs, _ = inverse_weights(eig, InverseRule(damping=1.0, rule="abs"))
+    torch.testing.assert_close(w_abs, torch.tensor([1 / 1.99, 1 / 1.5, 1 / 3]))
 
 
 def test_scores_use_the_same_rule_for_structured_blocks():
-    """A diagonal operator with a negative entry: drop zeroes it, abs inverts |λ+δ|."""
+    """A diagonal operator with a negative entry: drop zeroes it, abs inverts |λ| + δ."""
     eig = torch.tensor([-1.0, 2.0, 4.0])
     op = CurvatureOperator("diag", 3, [DiagonalEigenBlock(0, 3, eig)])
     g_train = torch.eye(3)

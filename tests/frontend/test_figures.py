@@ -86,6 +86,8 @@ def test_decomposition_figure(study):
                                      "EK-FAC→K-FAC"]
     steps = results["decomposition"]["chain_steps"]
     assert list(waterfalls[0].y) == pytest.approx([s["relative_to_H"] for s in steps])
+    lost = [s["lds_lost"]["0.5"]["value"] for s in results["decomposition"]["lds_lost"]]
+    assert list(waterfalls[1].y) == pytest.approx(lost)
     shares = results["decomposition"]["ggn_to_kfac"]
     split = next(t for t in fig.data if t.type == "bar")
     assert sum(split.y) == pytest.approx(100.0)

@@ -47,7 +47,18 @@ def test_groundtruth_results_and_arrays(small_study):
         results["methods"]["H"]["lds"]["0.5"]["value"])
     steps = results["decomposition"]["lds_lost"] if results["decomposition"] else gt["lds_lost"]
     assert [(s["from"], s["to"]) for s in steps] == [("H", "GGN"), ("GGN", "K-FAC")]
-    assert "0.5" in gt["hierarchy"]
+    lds = {n: m["lds"]["0.5"]["value"] for n, m in results["methods"].items()}
+    h_to_ggn = steps[0]["lds_lost"]["0.5"]
+    assert h_to_ggn["value"] == pytest.approx(lds["H"] - lds["GGN"])
+    assert h_to_ggn["ci_low"] <= h_to_ggn["ci_high"]
+    check = gt["hierarchy"]["0.5"]
+    assert [(p["higher"], p["lower"]) for p in check["pairs"]] == [
+        ("H", "GGN"), ("GGN", "K-FAC"), ("K-FAC", "identity")]
+    for pair in check["pairs"]:
+        expected = ("≥" if pair["ci_low"] > 0 else "<" if pair["ci_high"] < 0 else "≈")
+        assert pair["verdict"] == expected
+    assert check["pairs"][-1]["verdict"] == "≥"  # K-FAC clearly beats the dot product
+    assert check["holds"] == (not check["violations"])
 
 
 def test_retraining_tasks_run_apart_are_reused_by_the_study(tmp_path):
