@@ -43,7 +43,7 @@ def enqueue_study(settings: Settings, study_id: int) -> str:
     """Send the study's first task; raises on an unreachable broker (after two quick
     retries)."""
     result = celery_client(settings).send_task(
-        TASK_START, args=[study_id], queue=settings.queue_name, retry=True,
+        TASK_START, args=[study_id], queue=settings.queue_name, ignore_result=True, retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.3,
                       "interval_max": 1})
     return result.id
