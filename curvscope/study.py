@@ -27,7 +27,7 @@ from curvscope.data import load_data
 from curvscope.diagnostics.report import diagnose
 from curvscope.groundtruth import (
     draw_subsets,
-    lds,
+    lds_many,
     predicted_losses,
     retrain_slice,
     seed_noise_ceiling,
@@ -382,9 +382,10 @@ def _ground_truth(spec, data, model, scores, cache, stage, report):
         for alpha in gt.alphas:
             key = str(alpha)
             targets = retrained[alpha].mean(axis=1)
-            for name, score in scores.items():
-                predictions = predicted_losses(masks[alpha], score.detach().cpu().numpy())
-                value = lds(targets, predictions, gt.n_bootstrap, seed=gt.seed)
+            predictions = {name: predicted_losses(masks[alpha], score.detach().cpu().numpy())
+                           for name, score in scores.items()}
+            for name, value in lds_many(targets, predictions, gt.n_bootstrap,
+                                        seed=gt.seed).items():
                 arrays[f"lds_per_test/{name}/{alpha}"] = value.pop("per_test")
                 bootstrap[name, key] = value.pop("bootstrap")
                 result["lds"][name][key] = value

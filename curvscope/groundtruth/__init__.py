@@ -1,6 +1,12 @@
 """Ground truth: subset masks, leave-some-out retraining, LDS with bootstrap."""
 
-from curvscope.groundtruth.lds import lds, predicted_losses, seed_noise_ceiling, spearman_columns
+from curvscope.groundtruth.lds import (
+    lds,
+    lds_many,
+    predicted_losses,
+    seed_noise_ceiling,
+    spearman_columns,
+)
 from curvscope.groundtruth.retrain import GroundTruthSpec, retrain_slice
 from curvscope.groundtruth.subsets import draw_subset, draw_subsets, subset_size
 
@@ -10,6 +16,7 @@ __all__ = [
     "draw_subset",
     "draw_subsets",
     "lds",
+    "lds_many",
     "predicted_losses",
     "seed_noise_ceiling",
     "spearman_columns",

@@ -41,22 +41,41 @@ def lds(targets: np.ndarray, predictions: np.ndarray, n_bootstrap: int = 1000,
     resampled LDS values; the same ``seed`` draws the same resamples, so two methods' arrays
     are paired and their difference has its own interval).
     """
-    per_test = spearman_columns(targets, predictions)
-    valid = np.isfinite(per_test)
-    value = float(per_test[valid].mean()) if valid.any() else float("nan")
+    return lds_many(targets, {"": predictions}, n_bootstrap, seed, confidence)[""]
+
+
+def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstrap: int = 1000,
+             seed: int = 0, confidence: float = 0.95) -> dict[str, dict]:
+    """``lds`` for several methods against the same targets, on the same bootstrap resamples
+    (the targets' resampled ranks are computed once and shared)."""
     n_subsets = targets.shape[0]
+    out = {}
+    for name, pred in predictions.items():
+        per_test = spearman_columns(targets, pred)
+        valid = np.isfinite(per_test)
+        out[name] = {"value": float(per_test[valid].mean()) if valid.any() else float("nan"),
+                     "per_test": per_test, "n_excluded": int((~valid).sum()),
+                     "bootstrap": np.empty(n_bootstrap)}
     rng = np.random.default_rng(seed)
-    boot = np.empty(n_bootstrap)
     chunk = max(1, 2**22 // max(targets.size, 1))
     for start in range(0, n_bootstrap, chunk):
         stop = min(n_bootstrap, start + chunk)
         draws = rng.integers(0, n_subsets, size=(stop - start, n_subsets))
         counts = np.stack([np.bincount(row, minlength=n_subsets) for row in draws])
-        boot[start:stop] = np.nanmean(_weighted_spearman(targets, predictions, counts), axis=-1)
+        weights = counts[:, :, None].astype(float)
+        target_ranks = _centred_ranks(targets, counts)
+        target_norm = (weights * target_ranks**2).sum(1)
+        for name, pred in predictions.items():
+            ranks = _centred_ranks(pred, counts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rho = (weights * target_ranks * ranks).sum(1) / np.sqrt(
+                    target_norm * (weights * ranks**2).sum(1))
+            out[name]["bootstrap"][start:stop] = np.nanmean(rho, axis=-1)
     tail = (1 - confidence) / 2
-    low, high = np.nanquantile(boot, [tail, 1 - tail])
-    return {"value": value, "ci_low": float(low), "ci_high": float(high),
-            "per_test": per_test, "n_excluded": int((~valid).sum()), "bootstrap": boot}
+    for entry in out.values():
+        low, high = np.nanquantile(entry["bootstrap"], [tail, 1 - tail])
+        entry["ci_low"], entry["ci_high"] = float(low), float(high)
+    return out
 
 
 def _weighted_spearman(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -67,14 +86,15 @@ def _weighted_spearman(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.n
     column and a cumulative sum of counts; the correlation is the c-weighted Pearson of those
     ranks. Equal to ranking each resample with ties averaged (for columns without ties).
     """
-    ra = _resample_ranks(a, counts)
-    rb = _resample_ranks(b, counts)
-    mean = (counts.shape[1] + 1) / 2
-    ra -= mean
-    rb -= mean
+    ra, rb = _centred_ranks(a, counts), _centred_ranks(b, counts)
     w = counts[:, :, None].astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (w * ra * rb).sum(1) / np.sqrt((w * ra**2).sum(1) * (w * rb**2).sum(1))
+
+
+def _centred_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Resample ranks minus their mean (M + 1)/2."""
+    return _resample_ranks(values, counts) - (counts.shape[1] + 1) / 2
 
 
 def _resample_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -80,3 +80,17 @@ def test_subsets_reproducible_and_sized():
     assert not (masks[0] == masks[1]).all()
     assert not (draw_subsets(1617, 0.5, 5, seed=8) == masks).all()
     assert not (draw_subsets(1617, 0.3, 1, seed=7)[0] == masks[0]).all()
+
+
+def test_lds_many_shares_resamples_and_equals_lds():
+    from curvscope.groundtruth import lds_many
+
+    rng = np.random.default_rng(5)
+    targets = rng.normal(size=(30, 8))
+    predictions = {"a": targets + rng.normal(size=(30, 8)), "b": rng.normal(size=(30, 8))}
+    many = lds_many(targets, predictions, n_bootstrap=80, seed=3)
+    for name, pred in predictions.items():
+        single = lds(targets, pred, n_bootstrap=80, seed=3)
+        assert many[name]["value"] == pytest.approx(single["value"])
+        np.testing.assert_allclose(many[name]["bootstrap"], single["bootstrap"], atol=1e-12)
+        assert many[name]["ci_low"] == pytest.approx(single["ci_low"])
