@@ -148,7 +148,7 @@ def service_env(data_dir: Path, database: str, redis_url: str, **extra: str) -> 
 
 #: A study that runs end to end in a few seconds (structured methods, 2 retraining chunks).
 TINY = {"preset": "quick", "model": {"hidden": [8]}, "training": {"epochs": 3},
-        "curvature": {"methods": ["GGN", "K-FAC", "identity"]},
+        "curvature": {"methods": ["EK-FAC", "K-FAC", "identity"]},
         "groundtruth": {"n_subsets": 6, "n_seeds": 2, "subsets_per_task": 3,
                         "n_bootstrap": 50}}
 
