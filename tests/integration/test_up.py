@@ -1,0 +1,71 @@
+"""`curvscope up` on one machine: Redis, API and one worker come up on 127.0.0.1 with every
+file under --data, a study submitted with `curvscope submit` succeeds, and Ctrl-C (SIGINT)
+stops all of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from curvscope.service_commands import free_port
+from tests.backend.servers import tiny, wait_http
+
+pytestmark = pytest.mark.integration
+CLI = str(Path(sys.executable).parent / "curvscope")
+
+
+def test_up_submit_and_ctrl_c(tmp_path):
+    data, port = tmp_path / "data", free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "CURVSCOPE_REDIS_URL", "CURVSCOPE_DATABASE_URL",
+                        "DATABASE_URL", "CURVSCOPE_API_TOKEN")}
+    env.update({"CURVSCOPE_WORKER_TORCH_THREADS": "1", "CURVSCOPE_PROGRESS_INTERVAL_S": "0.2"})
+    log = tmp_path / "up.log"
+    with open(log, "wb") as handle:
+        up = subprocess.Popen([CLI, "up", "--data", str(data), "--port", str(port)], env=env,
+                              stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/api/v1/health", 90, up, log)
+        deadline = time.monotonic() + 120
+        while "curvscope is up" not in log.read_text():
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        spec = tmp_path / "study.json"
+        spec.write_text(json.dumps(tiny(training={"seed": 201})))
+        submitted = subprocess.run([CLI, "submit", str(spec), "--url", base], env=env,
+                                   capture_output=True, text=True, timeout=240)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        assert "succeeded" in submitted.stdout and "K-FAC" in submitted.stdout
+        health = httpx.get(f"{base}/api/v1/health").json()
+        assert health["status"] == "ok" and health["database"]["dialect"] == "sqlite"
+        workers = httpx.get(f"{base}/api/v1/workers").json()["data"]
+        assert len(workers) == 1 and workers[0]["online"]
+        names = {p.name for p in data.iterdir()}
+        assert {"curvscope.db", "studies", "cache", "logs", "redis"} <= names
+        assert (data / "studies" / "1" / "results.json").exists()
+        assert any((data / "redis").iterdir())                       # append-only file
+        bad = subprocess.run([CLI, "submit", "-", "--url", base], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "does not exist" in bad.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            code = up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            pytest.fail("curvscope up did not stop on SIGINT:\n" + log.read_text())
+    assert code == 0, log.read_text()
+    assert "stopped" in log.read_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2)
+    leftover = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", leftover.stdout
