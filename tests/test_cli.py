@@ -143,3 +143,14 @@ def test_mismatched_rerun_into_the_same_folder_is_refused(quick_run):
     assert "already holds the results of another study" in proc.stderr
     assert json.loads((root / "out" / "results.json").read_text())["spec_hash"] == results[
         "spec_hash"]
+
+
+def test_schema_and_methods_commands():
+    schema = curvscope("schema")
+    assert schema.returncode == 0
+    parsed = json.loads(schema.stdout)
+    assert {"data", "model", "training", "curvature", "inverse", "groundtruth"} <= set(
+        parsed["properties"])
+    listed = curvscope("methods")
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(METHOD_NAMES)
