@@ -61,26 +61,42 @@ def lds_figure(results: dict, theme: str = "light") -> go.Figure:
     return _layout(fig, "Attribution quality: LDS with 95 % bootstrap intervals", theme)
 
 
+def log_spaced(n: int, max_points: int | None) -> np.ndarray:
+    """Indices 0..n-1 thinned to about ``max_points``, evenly spaced on a log scale of the
+    rank (the first and last always kept); all of them when ``max_points`` is None or ≥ n."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    picks = np.unique(np.round(np.geomspace(1, n, max_points)).astype(int) - 1)
+    return np.union1d(picks, [0, n - 1])
+
+
 def spectra_figure(arrays: dict, methods: list[str], block: str | None = None,
-                   theme: str = "light") -> go.Figure:
+                   theme: str = "light", max_points: int | None = None) -> go.Figure:
     """Every method's eigenvalues sorted descending, on log |λ|; negative eigenvalues (H's
-    negative curvature) drawn as separate open markers. ``block`` picks one block."""
+    negative curvature) drawn as separate open markers. ``block`` picks one block.
+    ``max_points`` thins each curve to about that many log-spaced ranks (exact values at
+    those ranks), which keeps a large spectrum quick to send and draw as SVG."""
     fig = go.Figure()
+    scatter = go.Scatter if max_points is not None else go.Scattergl
     for name in ordered_methods(methods):
         key = f"eigenvalues/{name}" if block is None else f"block_eigenvalues/{name}/{block}"
         if key not in arrays:
             continue
         values = np.sort(np.asarray(arrays[key]))[::-1]
         rank = np.arange(1, len(values) + 1)
-        positive = values > 0
-        fig.add_trace(go.Scattergl(x=rank[positive], y=values[positive], mode="lines",
-                                   name=name, line=dict(color=METHOD_COLORS.get(name))))
-        if (~positive).any() and (values < 0).any():
-            negative = values < 0
-            fig.add_trace(go.Scattergl(x=rank[negative], y=-values[negative], mode="markers",
-                                       name=f"{name} (negative, |λ|)",
-                                       marker=dict(symbol="x", size=4,
-                                                   color=METHOD_COLORS.get(name))))
+        positive = np.flatnonzero(values > 0)
+        keep = positive[log_spaced(len(positive), max_points)]
+        fig.add_trace(scatter(x=rank[keep], y=values[keep], mode="lines",
+                              name=name, line=dict(color=METHOD_COLORS.get(name))))
+        negative = np.flatnonzero(values < 0)
+        if len(negative):
+            # the most negative first, so the thinning keeps the largest |λ| exactly
+            negative = negative[::-1]
+            keep = negative[log_spaced(len(negative), max_points)]
+            fig.add_trace(scatter(x=rank[keep], y=-values[keep], mode="markers",
+                                  name=f"{name} (negative, |λ|)",
+                                  marker=dict(symbol="x", size=4,
+                                              color=METHOD_COLORS.get(name))))
     fig.update_yaxes(type="log", title="|λ|")
     fig.update_xaxes(type="log", title="rank")
     where = "whole matrix" if block is None else f"block {block}"
@@ -218,3 +234,55 @@ def heatmap_figure(results: dict, arrays: dict, name: str, theme: str = "light")
                              {"y0": position, "y1": position, "x0": -0.5, "x1": z.shape[1] - 0.5}))
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
     return _layout(fig, f"log10 |{name}| (tile means; lines: layer boundaries)", theme)
+
+
+def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 3,
+                  theme: str = "light") -> go.Figure:
+    """The same picks as :func:`examples_figure` drawn as ONE heat map (a mosaic): the test
+    digit top left, then per method (one row each) its top helpful and top harmful training
+    digits. One trace instead of one subplot per image, so it builds and draws fast."""
+    methods = ordered_methods(methods)
+    if "images/test" not in arrays or not methods:
+        fig = go.Figure()
+        fig.add_annotation(text="this data set has no images" if methods else "no scores",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return _layout(fig, "Examples", theme)
+    test_image = np.asarray(arrays["images/test"][test_index], dtype=float)
+    h, w = test_image.shape
+    # columns: test, gap, helpful 1..top, gap, harmful 1..top
+    slots = ["test", None, *[f"helpful {i + 1}" for i in range(top)], None,
+             *[f"harmful {i + 1}" for i in range(top)]]
+    cell_h, cell_w = h + 1, w + 1
+    z = np.full((len(methods) * cell_h - 1, len(slots) * cell_w - 1), np.nan)
+    text = np.full(z.shape, "", dtype=object)
+
+    def put(row: int, col: int, image: np.ndarray, label: str) -> None:
+        y0, x0 = row * cell_h, col * cell_w
+        z[y0:y0 + h, x0:x0 + w] = image
+        text[y0:y0 + h, x0:x0 + w] = label
+
+    put(0, 0, test_image, f"test point {test_index}")
+    train = arrays["images/train"]
+    for row, name in enumerate(methods):
+        scores = np.asarray(arrays[f"scores/{name}"])[test_index]
+        order = np.argsort(scores)
+        picks = [*order[:top], *order[::-1][:top]]
+        for slot, pick in enumerate(picks):
+            col = 2 + slot if slot < top else 3 + slot
+            put(row, col, np.asarray(train[pick], dtype=float),
+                f"{name}, {slots[col]}: train #{pick}, τ = {scores[pick]:.3g}")
+    scale = "gray_r" if theme != "dark" else "gray"
+    fig = go.Figure(go.Heatmap(z=z, customdata=text, colorscale=scale, showscale=False,
+                               hoverongaps=False,
+                               hovertemplate="%{customdata}<extra></extra>"))
+    centers_x = [c * cell_w + (w - 1) / 2 for c, s in enumerate(slots) if s]
+    centers_y = [r * cell_h + (h - 1) / 2 for r in range(len(methods))]
+    fig.update_xaxes(side="top", tickvals=centers_x, ticktext=[s for s in slots if s],
+                     showgrid=False, zeroline=False)
+    fig.update_yaxes(autorange="reversed", tickvals=centers_y, ticktext=methods,
+                     showgrid=False, zeroline=False, scaleanchor="x")
+    fig.update_layout(height=75 * len(methods) + 140, plot_bgcolor="rgba(0,0,0,0)")
+    fig = _layout(fig, f"Most helpful and harmful training digits for test point {test_index}",
+                  theme)
+    fig.update_layout(margin=dict(l=110, r=20, t=110, b=20))
+    return fig

@@ -1,0 +1,535 @@
+"""Pure helpers of the pages: formatting, URL state, list rows, the spec form built from the
+API's JSON schema, estimates. No I/O and no Dash here; the tests call them directly."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from frontend.figures.study import ordered_methods
+
+STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+ACTIVE = ("queued", "running")
+SORTS = {
+    "-created_at": "newest first", "created_at": "oldest first", "name": "name A→Z",
+    "-name": "name Z→A", "state": "state", "-progress": "progress", "-finished_at":
+    "recently finished",
+}
+PAGE_SIZE = 20
+#: GFLOP per second of a CPU worker, used until finished studies on the service calibrate it
+DEFAULT_GFLOP_PER_S = 5.0
+
+
+# -- formatting -----------------------------------------------------------------------------
+def fmt_number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value != 0 and (abs(value) < 10 ** -(digits - 1) or abs(value) >= 10**5):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "–"
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def fmt_time(value: str | None) -> str:
+    when = parse_time(value)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if when else "–"
+
+
+def fmt_percent(fraction: float | None) -> str:
+    return "–" if fraction is None else f"{100 * fraction:.0f} %"
+
+
+# -- URL state ------------------------------------------------------------------------------
+def parse_int(value: Any, default: int | None = None, lo: int | None = None,
+              hi: int | None = None) -> int | None:
+    """An int from a URL parameter, clipped to [lo, hi]; ``default`` when unparsable."""
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+    if lo is not None:
+        number = max(lo, number)
+    if hi is not None:
+        number = min(hi, number)
+    return number
+
+
+def parse_ids(value: Any) -> list[int]:
+    """``"3,5, 7"`` or ``[3, "5"]`` → [3, 5, 7] (order kept, duplicates and junk dropped)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).replace(" ", ",").split(",")
+    out: list[int] = []
+    for item in items:
+        number = parse_int(item)
+        if number is not None and number > 0 and number not in out:
+            out.append(number)
+    return out
+
+
+def parse_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return [str(i).strip() for i in items if str(i).strip()]
+
+
+def pick(value: Any, options: list, default: Any = None) -> Any:
+    """``value`` if it is one of ``options`` (compared as strings), else ``default``."""
+    if value is None:
+        return default
+    for option in options:
+        if str(option) == str(value):
+            return option
+    return default
+
+
+def query_string(params: dict[str, Any]) -> str:
+    """``{a: 1, b: None, c: [x, y]}`` → ``?a=1&c=x,y`` (empty values left out)."""
+    clean = {}
+    for key, value in params.items():
+        if value is None or value == "" or value == []:
+            continue
+        clean[key] = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+    return ("?" + urlencode(clean, safe=",")) if clean else ""
+
+
+def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None) -> str:
+    """A clientside callback that writes its inputs into the address bar's query (keys in
+    order; values equal to ``defaults`` left out) with history.replaceState, so the view is a
+    permalink without a page reload."""
+    return (
+        "function(" + ", ".join(f"v{i}" for i in range(len(keys))) + ") {\n"
+        "  const keys = " + json.dumps(keys) + ";\n"
+        "  const defaults = " + json.dumps({k: str(v) for k, v in (defaults or {}).items()})
+        + ";\n"
+        "  const values = Array.from(arguments);\n"
+        "  const params = new URLSearchParams();\n"
+        "  keys.forEach(function(key, i) {\n"
+        "    let v = values[i];\n"
+        "    if (Array.isArray(v)) { v = v.join(','); }\n"
+        "    if (v === null || v === undefined || v === '') { return; }\n"
+        "    if (defaults[key] !== undefined && String(v) === defaults[key]) { return; }\n"
+        "    params.set(key, String(v));\n"
+        "  });\n"
+        "  const q = params.toString().replace(/%2C/g, ',');\n"
+        "  const url = window.location.pathname + (q ? '?' + q : '');\n"
+        "  if (url !== window.location.pathname + window.location.search) {\n"
+        "    window.history.replaceState(window.history.state, '', url);\n"
+        "  }\n"
+        "  return window.dash_clientside.no_update;\n"
+        "}")
+
+
+# -- studies list -----------------------------------------------------------------------------
+def list_params(state: Any = None, q: Any = None, preset: Any = None, sort: Any = None,
+                page: Any = None, page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """Normalised filters of the studies list (from the URL or the controls)."""
+    states = [s for s in parse_list(state) if s in STATES]
+    return {"state": states, "q": (str(q).strip()[:200] or None) if q else None,
+            "preset": (str(preset).strip() or None) if preset else None,
+            "sort": sort if sort in SORTS else "-created_at",
+            "page": parse_int(page, 1, lo=1), "page_size": page_size}
+
+
+def api_list_args(params: dict[str, Any]) -> dict[str, Any]:
+    return {"state": params["state"] or None, "q": params["q"], "preset": params["preset"],
+            "sort": params["sort"], "limit": params["page_size"],
+            "offset": (params["page"] - 1) * params["page_size"]}
+
+
+def page_count(count: int, page_size: int = PAGE_SIZE) -> int:
+    return max(1, math.ceil(count / page_size))
+
+
+def headline_alpha(summaries: list[dict | None]) -> str | None:
+    """The α shown in the list: 0.5 when any study has it, else the smallest present."""
+    alphas: set[str] = set()
+    for summary in summaries:
+        for method in ((summary or {}).get("methods") or {}).values():
+            alphas |= set((method.get("lds") or {}).keys())
+    if not alphas:
+        return None
+    return "0.5" if "0.5" in alphas else sorted(alphas, key=float)[0]
+
+
+def dataset_label(spec: dict | None) -> str:
+    if not spec:
+        return "–"
+    data = spec.get("data") or {}
+    name = data.get("name", "?")
+    if name == "file":
+        return f"file {data.get('path') or ''}".strip()
+    if name == "gaussian_mixture":
+        return (f"gaussian mixture ({data.get('n_samples')}×{data.get('n_features')}, "
+                f"{data.get('n_classes')} classes)")
+    return name
+
+
+def model_label(spec: dict | None) -> str:
+    if not spec:
+        return "–"
+    model = spec.get("model") or {}
+    hidden = model.get("hidden") or []
+    widths = "→".join(str(h) for h in hidden) if hidden else "linear"
+    return f"MLP {widths} {model.get('activation', '')}".strip()
+
+
+def list_rows(studies: list[dict], details: dict[int, dict]) -> tuple[list[dict], list[str],
+                                                                      str | None]:
+    """Rows of the studies table, the method columns and the α of the headline LDS."""
+    alpha = headline_alpha([s.get("summary") for s in studies])
+    methods = ordered_methods({m for s in studies
+                               for m in ((s.get("summary") or {}).get("methods") or {})})
+    rows = []
+    for study in studies:
+        spec = (details.get(study["id"]) or {}).get("spec")
+        summary = study.get("summary") or {}
+        lds = {m: ((summary.get("methods") or {}).get(m) or {}).get("lds", {}).get(alpha)
+               for m in methods}
+        rows.append({
+            "id": study["id"], "name": study.get("name") or f"study {study['id']}",
+            "state": study["state"], "stage": study.get("stage"),
+            "progress": study.get("progress") or 0.0, "preset": study.get("preset") or "–",
+            "dataset": dataset_label(spec), "model": model_label(spec),
+            "n_params": summary.get("n_params"), "test_accuracy": summary.get("test_accuracy"),
+            "lds": lds, "created": fmt_time(study.get("created_at")),
+            "error": study.get("error"), "cancel_requested": study.get("cancel_requested"),
+        })
+    return rows, methods, alpha
+
+
+def any_active(studies: list[dict]) -> bool:
+    return any(s.get("state") in ACTIVE for s in studies)
+
+
+# -- study page -------------------------------------------------------------------------------
+def study_meta(detail: dict, results: dict | None) -> dict:
+    """The small shared state of a study page: what the selectors offer."""
+    meta: dict[str, Any] = {"id": detail["id"], "state": detail["state"],
+                            "spec_hash": detail.get("spec_hash"),
+                            "finished_at": detail.get("finished_at"),
+                            "ready": results is not None}
+    if results is None:
+        return meta
+    methods = ordered_methods(results.get("methods", {}))
+    gt = results.get("groundtruth") or {}
+    ks: set[int] = set()
+    for entry in results.get("methods", {}).values():
+        for curve in (entry.get("eigenbasis_overlap_by_k") or {}).values():
+            ks |= {int(k) for k in curve}
+    meta.update({
+        "methods": methods, "blocks": [b["name"] for b in results.get("blocks", [])],
+        "alphas": [str(a) for a in gt.get("alphas", [])], "ks": sorted(ks),
+        "k": (results.get("spec", {}).get("curvature") or {}).get("eigenbasis_k"),
+        "n_test": results.get("n_test"), "n_train": results.get("n_train"),
+        "has_groundtruth": bool(gt),
+        "has_images": (results.get("spec", {}).get("data") or {}).get("name") == "digits",
+    })
+    return meta
+
+
+def method_options(meta: dict) -> list[dict]:
+    return [{"label": m, "value": m} for m in meta.get("methods", [])]
+
+
+def nearest_k(k: Any, ks: list[int], default: int | None) -> int | None:
+    """The stored k closest to the requested one (the slider snaps to stored values)."""
+    if not ks:
+        return None
+    wanted = parse_int(k, default if default is not None else ks[0])
+    return min(ks, key=lambda j: (abs(math.log(j) - math.log(max(wanted, 1))), j))
+
+
+def timing_rows(timings: dict | None) -> list[tuple[str, str]]:
+    return [(stage, fmt_seconds(seconds)) for stage, seconds in (timings or {}).items()]
+
+
+def api_links(study_id: int) -> list[tuple[str, str]]:
+    """(label, API path) of a study's downloads."""
+    base = f"/studies/{study_id}"
+    return [("results.json", f"{base}/results"),
+            ("CSV (per method and α)", f"{base}/export?format=csv"),
+            ("JSON (study and results)", f"{base}/export?format=json")]
+
+
+# -- the spec form --------------------------------------------------------------------------
+def _resolve_ref(schema: dict, prop: dict) -> dict:
+    ref = prop.get("$ref")
+    if ref:
+        return schema.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {})
+    return prop
+
+
+def _non_null(prop: dict) -> tuple[dict, bool]:
+    """(the non-null alternative(s) merged, nullable) of an ``anyOf`` with null."""
+    options = prop.get("anyOf")
+    if not options:
+        return prop, False
+    nullable = any(o.get("type") == "null" for o in options)
+    rest = [o for o in options if o.get("type") != "null"]
+    if len(rest) == 1:
+        merged = {**{k: v for k, v in prop.items() if k != "anyOf"}, **rest[0]}
+        return merged, nullable
+    types = [o.get("type") for o in rest]
+    return {**{k: v for k, v in prop.items() if k != "anyOf"}, "type": types,
+            "alternatives": rest}, nullable
+
+
+def field_kind(prop: dict) -> str:
+    """int, float, bool, enum, str, list_int, list_float, list_str, int_or_str, or json."""
+    if "enum" in prop:
+        return "enum"
+    kind = prop.get("type")
+    if kind == "integer":
+        return "int"
+    if kind == "number":
+        return "float"
+    if kind == "boolean":
+        return "bool"
+    if kind == "string":
+        return "str"
+    if kind == "array":
+        item = (prop.get("items") or {}).get("type")
+        return {"integer": "list_int", "number": "list_float"}.get(item, "list_str")
+    if isinstance(kind, list) and set(kind) == {"integer", "string"}:
+        return "int_or_str"
+    return "json"
+
+
+def bounds_text(prop: dict) -> str:
+    """'1 ≤ x ≤ 10000', '0 < x ≤ 0.5', 'one of a, b', '1 to 8 items' …"""
+    parts = []
+    alternatives = prop.get("alternatives") or [prop]
+    for alt in alternatives:
+        lo = ("≥", alt["minimum"]) if "minimum" in alt else (
+            (">", alt["exclusiveMinimum"]) if "exclusiveMinimum" in alt else None)
+        hi = ("≤", alt["maximum"]) if "maximum" in alt else (
+            ("<", alt["exclusiveMaximum"]) if "exclusiveMaximum" in alt else None)
+        if lo and hi:
+            lo_op = "≤" if lo[0] == "≥" else "<"
+            parts.append(f"{fmt_bound(lo[1])} {lo_op} x {hi[0]} {fmt_bound(hi[1])}")
+        elif lo:
+            parts.append(f"x {lo[0]} {fmt_bound(lo[1])}")
+        elif hi:
+            parts.append(f"x {hi[0]} {fmt_bound(hi[1])}")
+    if "minItems" in prop or "maxItems" in prop:
+        parts.append(f"{prop.get('minItems', 0)} to {prop.get('maxItems', '∞')} items")
+    return "; ".join(parts)
+
+
+def fmt_bound(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**6:
+        return f"{value:.3g}"
+    return str(value)
+
+
+def form_sections(schema: dict) -> list[dict]:
+    """The spec's fields grouped by section (data, model, …), each field with its dotted
+    path, kind, bounds, default, nullability and the schema's description."""
+    sections: list[dict] = []
+    top_fields: list[dict] = []
+    for name, prop in schema.get("properties", {}).items():
+        target = _resolve_ref(schema, prop)
+        if target.get("type") == "object" and "properties" in target:
+            fields = [_field(f"{name}.{key}", sub) for key, sub in target["properties"].items()]
+            sections.append({"name": name, "title": name.capitalize(),
+                             "description": target.get("description", ""), "fields": fields})
+        else:
+            top_fields.append(_field(name, prop))
+    if top_fields:
+        sections.insert(0, {"name": "study", "title": "Study", "description": "",
+                            "fields": top_fields})
+    return sections
+
+
+def _field(path: str, prop: dict) -> dict:
+    merged, nullable = _non_null(prop)
+    kind = field_kind(merged)
+    if path == "curvature.methods":
+        kind = "methods"
+    return {"path": path, "kind": kind, "nullable": nullable, "enum": merged.get("enum"),
+            "title": prop.get("title") or path.rsplit(".", 1)[-1],
+            "description": prop.get("description", ""), "bounds": bounds_text(merged),
+            "default": prop.get("default")}
+
+
+def get_path(spec: dict, path: str) -> Any:
+    node: Any = spec
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_path(spec: dict, path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = spec
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def value_to_text(kind: str, value: Any) -> str:
+    """A spec value as the text its input shows."""
+    if value is None:
+        return ""
+    if kind.startswith("list_"):
+        return ", ".join(str(v) for v in value)
+    if kind == "json":
+        return json.dumps(value)
+    return str(value)
+
+
+def _number(text: str, integer: bool) -> Any:
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        if integer:
+            try:  # "1e3" or "100.0": let the API judge a whole float
+                as_float = float(text)
+            except ValueError:
+                return text
+            return int(as_float) if as_float.is_integer() else as_float
+        return text
+
+
+def parse_field(kind: str, value: Any, nullable: bool = False) -> Any:
+    """What the form holds → the JSON value sent to the API. Text that does not parse is
+    sent as it is, so the API's own message explains what is wrong with it."""
+    if kind in ("enum", "methods"):
+        return value
+    if kind == "bool":
+        return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
+    text = "" if value is None else str(value).strip()
+    if text == "":
+        return None if nullable else ([] if kind.startswith("list_") else
+                                      ("" if kind == "str" else None))
+    if kind == "int":
+        return _number(text, True)
+    if kind == "float":
+        return _number(text, False)
+    if kind == "int_or_str":
+        return int(text) if text.isdigit() else text
+    if kind.startswith("list_"):
+        items = [i.strip() for i in text.replace(";", ",").split(",") if i.strip()]
+        if kind == "list_int":
+            return [_number(i, True) for i in items]
+        if kind == "list_float":
+            return [_number(i, False) for i in items]
+        return items
+    if kind == "json":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def form_config(preset: str | None, fields: list[dict], values: list[Any],
+                base: dict | None) -> dict:
+    """The body sent to the API: the preset plus every field whose value differs from the
+    preset's resolved spec ``base`` (all fields when there is no base)."""
+    config: dict[str, Any] = {"preset": preset} if preset else {}
+    for field, raw in zip(fields, values, strict=True):
+        value = parse_field(field["kind"], raw, field["nullable"])
+        if base is not None and get_path(base, field["path"]) == value:
+            continue
+        set_path(config, field["path"], value)
+    return config
+
+
+def split_errors(errors: list[dict], paths: list[str]) -> tuple[dict[str, str], list[dict]]:
+    """The API's field errors → (path → message for fields of the form, the others)."""
+    known = set(paths)
+    by_field: dict[str, str] = {}
+    others = []
+    for item in errors:
+        path = str(item.get("field", ""))
+        # list items: "groundtruth.alphas[1]" belongs to the alphas field
+        base = path.split("[", 1)[0]
+        if base in known:
+            message = item.get("message", "invalid")
+            if base != path:
+                message = f"{path[len(base):]}: {message}"
+            by_field[base] = f"{by_field[base]}; {message}" if base in by_field else message
+        else:
+            others.append(item)
+    return by_field, others
+
+
+def time_estimate(estimate: dict, samples: list[tuple[float, float]] | None = None
+                  ) -> tuple[float | None, str]:
+    """Seconds a study should take, and how that was estimated: the service's finished
+    studies (seconds per GFLOP, median) when there are any, else a CPU default."""
+    gflop = (estimate.get("retraining_gflop") or 0) + (estimate.get("dense_gflop") or 0)
+    if gflop <= 0:
+        return None, "no estimate"
+    rates = [s / g for g, s in (samples or []) if g and g > 0 and s and s > 0]
+    if rates:
+        rate = statistics.median(rates)
+        n = len(rates)
+        how = f"from {n} finished stud{'y' if n == 1 else 'ies'} on this service"
+    else:
+        rate = 1 / DEFAULT_GFLOP_PER_S
+        how = f"assuming {DEFAULT_GFLOP_PER_S:g} GFLOP/s (one CPU worker)"
+    return gflop * rate, how
+
+
+def estimate_rows(estimate: dict) -> list[tuple[str, str]]:
+    """Readable lines of the API's estimate."""
+    rows = [("parameters", fmt_number(estimate.get("n_params"))),
+            ("train / test points", f"{fmt_number(estimate.get('n_train'))} / "
+                                    f"{fmt_number(estimate.get('n_test'))}")]
+    dense = estimate.get("dense_memory_bytes")
+    budget = estimate.get("memory_budget_bytes")
+    if dense is not None:
+        share = f" ({100 * dense / budget:.0f} % of the {fmt_bytes(budget)} budget)" \
+            if budget else ""
+        rows.append(("dense curvature memory", fmt_bytes(dense) + share))
+    if estimate.get("n_retrained_models") is not None:
+        rows.append(("retrained models", fmt_number(estimate.get("n_retrained_models"))))
+    gflop = (estimate.get("retraining_gflop") or 0) + (estimate.get("dense_gflop") or 0)
+    if gflop:
+        rows.append(("compute", f"{gflop:,.0f} GFLOP"))
+    return rows

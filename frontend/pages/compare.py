@@ -1,0 +1,149 @@
+"""Compare studies: pick succeeded studies; every metric against the spec field that differs
+between them; a table of only the differing spec fields. The studies are in the URL."""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, State, callback, clientside_callback, dcc, html
+
+from frontend import logic
+from frontend.api_client import ApiError, get_client
+from frontend.components import api_error, card, empty_figure, error_figure, graph
+from frontend.data import StudyNotReady, load_results
+from frontend.figures import compare_figure, diff_spec
+from frontend.runtime import threaded
+
+dash.register_page(__name__, path="/compare", title="Compare · curvscope", name="Compare")
+
+METRICS = [("lds", "LDS"), ("residual_to_H", "relative residual to H"),
+           ("residual_to_GGN", "relative residual to the GGN")]
+
+
+def layout(ids=None, param=None, alpha=None, **_):
+    chosen = logic.parse_ids(ids)
+    return html.Div([
+        html.Div(className="page-head", children=[html.H1("Compare studies")]),
+        dcc.Store(id="compare-initial", data={"param": param, "alpha": alpha}),
+        dcc.Store(id="compare-url"),
+        card(None, html.Div(className="row", children=[
+            html.Div(className="control grow", children=[
+                html.Label("Studies (succeeded)", htmlFor="compare-ids"),
+                dcc.Dropdown(id="compare-ids", multi=True, value=chosen,
+                             placeholder="pick two or more studies"),
+            ]),
+            html.Div(className="control", children=[
+                html.Label("Parameter on the x-axis", htmlFor="compare-param"),
+                dcc.Dropdown(id="compare-param", clearable=False,
+                             style={"minWidth": "240px"}),
+            ]),
+            html.Div(className="control", children=[
+                html.Label("α (for the LDS)", htmlFor="compare-alpha"),
+                dcc.Dropdown(id="compare-alpha", clearable=False, style={"minWidth": "100px"}),
+            ]),
+        ])),
+        html.Div(id="compare-error"),
+        html.Div(id="compare-body", children=[
+            html.Div(className="grid-3", children=[
+                card(label, graph(f"compare-fig-{key}", 380)) for key, label in METRICS]),
+            card("Spec fields that differ", html.Div(id="compare-diff")),
+        ]),
+    ])
+
+
+@callback(Output("compare-ids", "options"), Output("compare-error", "children"),
+          Input("compare-ids", "id"), State("compare-ids", "value"))
+@threaded
+def study_options(_id, chosen):
+    try:
+        listing = get_client().studies(state=["succeeded"], limit=500)
+    except ApiError as exc:
+        return [{"label": f"#{i}", "value": i} for i in chosen or []], api_error(
+            exc, "Could not list the studies")
+    options = [{"label": f"#{s['id']} {s.get('name') or ''} ({s.get('preset') or 'custom'}, "
+                         f"{s['spec_hash'][:8]})", "value": s["id"]} for s in listing["data"]]
+    known = {o["value"] for o in options}
+    options += [{"label": f"#{i} (not succeeded)", "value": i} for i in chosen or []
+                if i not in known]
+    return options, None
+
+
+@callback(Output("compare-param", "options"), Output("compare-param", "value"),
+          Output("compare-alpha", "options"), Output("compare-alpha", "value"),
+          Output("compare-diff", "children"), Output("compare-error", "children",
+                                                     allow_duplicate=True),
+          Input("compare-ids", "value"), State("compare-param", "value"),
+          State("compare-alpha", "value"), State("compare-initial", "data"),
+          prevent_initial_call="initial_duplicate")
+@threaded
+def load(ids, param, alpha, initial):
+    ids = logic.parse_ids(ids)
+    if len(ids) < 2:
+        return [], None, [], None, html.P("Pick two or more studies.", className="muted"), None
+    try:
+        studies = _load(ids)
+    except (ApiError, StudyNotReady) as exc:
+        return [], None, [], None, None, api_error(exc, "Could not load the studies")
+    specs = [r["spec"] for _, r in studies]
+    diff = diff_spec(specs)
+    params = [p for p in diff if p != "name"] or list(diff)
+    initial = initial or {}
+    param = logic.pick(param or initial.get("param"), params, params[0] if params else None)
+    alphas = sorted({str(a) for _, r in studies
+                     for a in (r.get("groundtruth") or {}).get("alphas", [])}, key=float)
+    alpha = logic.pick(alpha or initial.get("alpha"), alphas,
+                       "0.5" if "0.5" in alphas else (alphas[0] if alphas else None))
+    table = _diff_table([d for d, _ in studies], diff) if diff else html.P(
+        "The specs are identical.", className="muted")
+    return ([{"label": p, "value": p} for p in params], param,
+            [{"label": f"α = {a}", "value": a} for a in alphas], alpha, table, None)
+
+
+def _load(ids: list[int]) -> list[tuple[dict, dict]]:
+    client = get_client()
+    out = []
+    for sid in ids:
+        detail = client.study(sid)
+        out.append((detail, load_results(client, detail)))
+    return out
+
+
+def _diff_table(details: list[dict], diff: dict) -> html.Table:
+    head = html.Thead(html.Tr([html.Th("field")] + [
+        html.Th(dcc.Link(f"#{d['id']} {d.get('name') or ''}", href=f"/studies/{d['id']}"))
+        for d in details]))
+    rows = [html.Tr([html.Td(html.Code(path))] + [html.Td(logic.value_to_text(
+        "json", v) if isinstance(v, list | dict) else str(v)) for v in values])
+        for path, values in diff.items()]
+    return html.Table([head, html.Tbody(rows)], className="table diff")
+
+
+@callback(*[Output(f"compare-fig-{key}", "figure") for key, _ in METRICS],
+          Input("compare-ids", "value"), Input("compare-param", "value"),
+          Input("compare-alpha", "value"), Input("app-state", "data"))
+@threaded
+def figures(ids, param, alpha, app_state):
+    theme = (app_state or {}).get("theme", "light")
+    ids = logic.parse_ids(ids)
+    if len(ids) < 2 or not param:
+        text = "pick two or more studies" if len(ids) < 2 else "the specs are identical"
+        return [empty_figure(text, theme)] * len(METRICS)
+    try:
+        results = [r for _, r in _load(ids)]
+    except Exception as exc:
+        return [error_figure(exc, theme)] * len(METRICS)
+    out = []
+    for key, label in METRICS:
+        try:
+            fig = compare_figure(results, param, metric=key, alpha=alpha, theme=theme)
+            fig.update_layout(title=f"{label} against {param}")
+            out.append(fig)
+        except Exception as exc:
+            out.append(error_figure(exc, theme))
+    return out
+
+
+clientside_callback(
+    logic.url_sync_js(["ids", "param", "alpha"]),
+    Output("compare-url", "data"),
+    Input("compare-ids", "value"), Input("compare-param", "value"),
+    Input("compare-alpha", "value"), prevent_initial_call=True)

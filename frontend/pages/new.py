@@ -1,0 +1,195 @@
+"""New study: a form built from the spec's JSON schema (GET /api/v1/schema), checked live by
+POST /api/v1/studies/validate (the API's own messages next to each field), a memory and time
+estimate before submitting, presets, and on submit the new study's page."""
+
+from __future__ import annotations
+
+import statistics
+
+import dash
+from dash import ALL, Input, Output, State, callback, dcc, html, no_update
+
+from frontend import logic
+from frontend.api_client import ApiError, get_client
+from frontend.components import alert, api_error, card, kv_table
+from frontend.data import cached_call, load_details
+from frontend.runtime import threaded
+
+dash.register_page(__name__, path="/new", title="New study · curvscope", name="New study")
+
+PRESETS = ["quick", "paper"]
+
+
+def layout(preset=None, **_):
+    preset = logic.pick(preset, PRESETS, "quick")
+    return html.Div([
+        html.Div(className="page-head", children=[
+            html.H1("New study"),
+            dcc.RadioItems(id="new-preset", value=preset, inline=True, className="presets",
+                           options=[{"label": " quick (seconds)", "value": "quick"},
+                                    {"label": " paper (the paper's study)", "value": "paper"}]),
+        ]),
+        dcc.Store(id="new-state"),  # the form's fields and the preset's resolved spec
+        dcc.Store(id="new-body"),  # what Submit sends
+        dcc.Location(id="new-redirect", refresh="callback-nav"),
+        html.Div(id="new-load-error"),
+        html.Div(className="new-layout", children=[
+            html.Div(id="new-form", className="form-sections",
+                     children=html.P("Loading the spec's schema from the API…",
+                                     className="muted")),
+            html.Div(className="sticky-side", children=[
+                card("Check", [
+                    html.Div(id="new-validation", children=html.P("…", className="muted")),
+                    html.Div(id="new-estimate"),
+                    html.Button("Submit study", id="new-submit", className="button",
+                                disabled=True, style={"width": "100%", "marginTop": "8px"}),
+                    html.Div(id="new-submit-result"),
+                ]),
+            ]),
+        ]),
+    ])
+
+
+def _input(field: dict, value) -> object:
+    ident = {"type": "spec-field", "path": field["path"]}
+    kind = field["kind"]
+    if kind == "enum":
+        return dcc.Dropdown(id=ident, options=field["enum"], value=value, clearable=False,
+                            className="field-input")
+    if kind == "bool":
+        return dcc.RadioItems(id=ident, options=[{"label": " yes", "value": True},
+                                                 {"label": " no", "value": False}],
+                              value=bool(value), inline=True)
+    if kind == "methods":
+        return dcc.Checklist(id=ident, value=list(value or []), inline=True,
+                             options=field.get("options") or [])
+    return dcc.Input(id=ident, type="text", value=logic.value_to_text(kind, value),
+                     debounce=0.35, className="input",
+                     placeholder="(default)" if field["nullable"] else None,
+                     name=field["path"])
+
+
+def _field_row(field: dict, value) -> html.Div:
+    help_text = " · ".join(t for t in (field["description"], field["bounds"]) if t)
+    return html.Div(className="field", id=f"field-{field['path'].replace('.', '-')}", children=[
+        html.Label([field["title"], html.Code(field["path"])], className="field-label"),
+        _input(field, value),
+        html.Div(help_text, className="field-help"),
+        html.Div(id={"type": "spec-error", "path": field["path"]}, className="field-error"),
+    ])
+
+
+@callback(Output("new-form", "children"), Output("new-state", "data"),
+          Output("new-load-error", "children"), Input("new-preset", "value"))
+@threaded
+def build_form(preset):
+    client = get_client()
+    try:
+        schema = cached_call(f"{client.base}/schema", client.schema)
+        methods = cached_call(f"{client.base}/methods", client.methods)
+        base = client.validate({"preset": preset})["spec"]
+    except ApiError as exc:
+        return (html.P("The form needs the API's schema.", className="muted"), None,
+                api_error(exc, "Could not load the study form"))
+    sections = logic.form_sections(schema)
+    method_options = [{"label": html.Span(f" {m['name']}", title=m.get("description")),
+                       "value": m["name"]} for m in methods]
+    fields = []
+    children = []
+    for section in sections:
+        rows = []
+        for field in section["fields"]:
+            if field["kind"] == "methods":
+                field = {**field, "options": method_options}
+            fields.append({k: field[k] for k in ("path", "kind", "nullable")})
+            rows.append(_field_row(field, logic.get_path(base, field["path"])))
+        children.append(card(section["title"], [
+            html.P(section["description"], className="small muted") if section[
+                "description"] else None, *rows], className=f"section-{section['name']}"))
+    return children, {"preset": preset, "fields": fields, "base": base}, None
+
+
+@callback(Output({"type": "spec-error", "path": ALL}, "children"),
+          Output("new-validation", "children"), Output("new-estimate", "children"),
+          Output("new-submit", "disabled"), Output("new-body", "data"),
+          Input({"type": "spec-field", "path": ALL}, "value"),
+          State({"type": "spec-field", "path": ALL}, "id"), State("new-state", "data"))
+@threaded
+def validate(values, ids, state):
+    n = len(ids)
+    if not state or not n:
+        return [no_update] * n, no_update, no_update, True, no_update
+    by_path = {i["path"]: v for i, v in zip(ids, values, strict=True)}
+    fields = [f for f in state["fields"] if f["path"] in by_path]
+    body = logic.form_config(state["preset"], fields, [by_path[f["path"]] for f in fields],
+                             state["base"])
+    client = get_client()
+    try:
+        answer = client.validate(body)
+    except ApiError as exc:
+        if exc.status != 422:
+            return ([""] * n, api_error(exc, "Could not check the spec"), None, True, body)
+        per_field, others = logic.split_errors(exc.errors, [i["path"] for i in ids])
+        summary = alert(exc.detail, "error", "Not valid:",
+                        [f"{e.get('field')}: {e.get('message')}" for e in others] or None)
+        return ([per_field.get(i["path"], "") for i in ids], summary, None, True, body)
+    existing = answer.get("existing_study_id")
+    note = [alert("The API accepts this spec.", "ok")]
+    if existing:
+        note.append(alert(["An identical study exists: ",
+                           dcc.Link(f"#{existing}", href=f"/studies/{existing}"),
+                           "; submitting returns it instead of computing again."], "info"))
+    return ([""] * n, note, _estimate(client, answer.get("estimate") or {}), False, body)
+
+
+def _estimate(client, estimate: dict) -> html.Div:
+    seconds, how = logic.time_estimate(estimate, _calibration(client))
+    rows = logic.estimate_rows(estimate)
+    if seconds is not None:
+        rows.append(("time", f"≈ {logic.fmt_seconds(seconds)}"))
+    return html.Div([html.H3("Estimate"), kv_table(rows),
+                     html.P(f"Time {how}; a rough guide.", className="small muted")],
+                    id="estimate")
+
+
+def _calibration(client) -> list[tuple[float, float]]:
+    """(GFLOP, seconds) of recent succeeded studies on this service."""
+    def fetch():
+        listing = client.studies(state=["succeeded"], sort="-finished_at", limit=10)
+        details = load_details(client, listing["data"])
+        out = []
+        for detail in details.values():
+            estimate = detail.get("estimate") or {}
+            gflop = (estimate.get("retraining_gflop") or 0) + (estimate.get("dense_gflop") or 0)
+            seconds = (detail.get("timings") or {}).get("running_seconds")
+            if gflop > 0 and seconds:
+                out.append((gflop, seconds))
+        return out
+
+    try:
+        samples = cached_call(f"{client.base}/calibration", fetch, ttl=120)
+    except ApiError:
+        return []
+    # drop outliers (a study whose time was mostly queueing or start-up)
+    if len(samples) >= 3:
+        median = statistics.median(s / g for g, s in samples)
+        samples = [(g, s) for g, s in samples if s / g < 20 * median]
+    return samples
+
+
+@callback(Output("new-submit-result", "children"), Output("new-redirect", "href"),
+          Input("new-submit", "n_clicks"), State("new-body", "data"), State("auth", "data"),
+          prevent_initial_call=True, running=[(Output("new-submit", "disabled"), True, False)])
+@threaded
+def submit(_n, body, auth):
+    if not body:
+        return alert("Fill in the form first.", "warn"), no_update
+    client = get_client()
+    try:
+        status, study = client.submit(body, (auth or {}).get("token"))
+    except ApiError as exc:
+        return api_error(exc, "The API refused the study"), no_update
+    if status == 200:
+        return alert(f"An identical study exists: #{study['id']}.", "info"), \
+            f"/studies/{study['id']}"
+    return alert(f"Submitted as #{study['id']}.", "ok"), f"/studies/{study['id']}"

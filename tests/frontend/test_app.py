@@ -1,0 +1,64 @@
+"""The dashboard served from the API's own app (frontend.mount) and on its own
+(frontend.app.create_app): pages at /, deep links, the API's routes and errors untouched."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def api_app(tmp_path_factory):
+    from backend.app import create_app
+    from backend.core.config import Settings
+    from backend.db import dispose_engines
+
+    tmp = tmp_path_factory.mktemp("dashboard")
+    settings = Settings(data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'db.sqlite'}",
+                        redis_url="redis://127.0.0.1:9/0")
+    with TestClient(create_app(settings)) as client:
+        yield client
+    dispose_engines()
+
+
+def test_the_api_serves_the_dashboard_at_root(api_app):
+    assert api_app.app.state.dashboard is True
+    for path in ("/", "/studies/3?method=K-FAC&test=4", "/compare?ids=1,2", "/new", "/jobs",
+                 "/no/such/page"):
+        response = api_app.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "_dash-renderer" in response.text or "dash_renderer" in response.text
+    layout = api_app.get("/_dash-layout")
+    assert layout.status_code == 200 and "app-state" in layout.text
+    assert api_app.get("/assets/style.css").status_code == 200
+
+
+def test_the_api_keeps_its_routes_and_problem_json(api_app):
+    missing = api_app.get("/api/v1/no-such-thing")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert "Nothing is served at GET /api/v1/no-such-thing" in missing.json()["detail"]
+    assert api_app.get("/api/v1/studies").json() == {"data": [], "count": 0}
+    assert api_app.get("/docs").status_code == 200
+    assert api_app.get("/api/v1/openapi.json").json()["info"]["title"] == "curvscope"
+    wrong_method = api_app.post("/api/v1/studies/validate/x")
+    assert wrong_method.status_code in (404, 405)
+    assert wrong_method.headers["content-type"] == "application/problem+json"
+
+
+def test_standalone_dashboard(monkeypatch):
+    from frontend import api_client
+    from frontend.app import create_app
+
+    monkeypatch.setattr(api_client, "CONFIG", api_client.Config())
+    monkeypatch.delenv("CURVSCOPE_API_URL", raising=False)
+    with pytest.raises(ValueError, match="CURVSCOPE_API_URL"):
+        create_app()
+    app = create_app("http://127.0.0.1:9/api/v1")
+    assert api_client.CONFIG.api_url == "http://127.0.0.1:9/api/v1"
+    assert not api_client.CONFIG.mounted
+    with TestClient(app) as client:
+        assert client.get("/_health").json()["status"] == "ok"
+        assert client.get("/studies/1").headers["content-type"].startswith("text/html")
+        assert client.get("/_download/studies/1/secrets").status_code == 404
+        unreachable = client.get("/_download/studies/1/results")
+        assert unreachable.status_code == 502 and "Could not reach the API" in unreachable.text

@@ -1,0 +1,221 @@
+"""The pages' pure helpers: URL state, list rows, the spec form from the API's schema,
+estimates."""
+
+import json
+
+import pytest
+
+from frontend import logic
+
+
+def test_formatting():
+    assert logic.fmt_number(None) == "–"
+    assert logic.fmt_number(float("nan")) == "–"
+    assert logic.fmt_number(0.54321) == "0.543"
+    assert logic.fmt_number(1234567) == "1,234,567"
+    assert logic.fmt_number(1.5e-6) == "1.50e-06"
+    assert logic.fmt_bytes(3107872800) == "2.9 GiB"
+    assert logic.fmt_bytes(512) == "512 B"
+    assert logic.fmt_seconds(0.25) == "250 ms"
+    assert logic.fmt_seconds(90) == "90.0 s"
+    assert logic.fmt_seconds(600) == "10.0 min"
+    assert logic.fmt_time("2026-11-28T16:43:08.57Z") == "2026-11-28 16:43 UTC"
+    assert logic.fmt_time(None) == "–" and logic.fmt_time("junk") == "–"
+    assert logic.fmt_percent(0.972) == "97 %"
+
+
+def test_url_state_parsing():
+    assert logic.parse_int("12") == 12
+    assert logic.parse_int("x", 3) == 3
+    assert logic.parse_int("500", 0, lo=0, hi=179) == 179
+    assert logic.parse_ids("3,5, 7,3,x,-1") == [3, 5, 7]
+    assert logic.parse_ids(["2", 4]) == [2, 4]
+    assert logic.parse_ids(None) == []
+    assert logic.parse_list("H, GGN,,K-FAC") == ["H", "GGN", "K-FAC"]
+    assert logic.pick("0.5", ["0.3", "0.5"]) == "0.5"
+    assert logic.pick(0.5, ["0.5"]) == "0.5"
+    assert logic.pick("0.4", ["0.3", "0.5"], "0.3") == "0.3"
+    assert logic.query_string({"ids": [1, 2], "param": None, "alpha": "0.5"}) == \
+        "?ids=1,2&alpha=0.5"
+    assert logic.query_string({}) == ""
+
+
+def test_url_sync_js_names_every_key_and_defaults():
+    js = logic.url_sync_js(["method", "block"], {"block": "__whole__"})
+    assert js.startswith("function(v0, v1)")
+    assert json.dumps(["method", "block"]) in js
+    assert '"block": "__whole__"' in js
+    assert "history.replaceState" in js
+
+
+def test_list_params_normalise_what_the_url_says():
+    params = logic.list_params("running,bogus,queued", " paper ", "quick", "nope", "0")
+    assert params["state"] == ["running", "queued"]
+    assert params["q"] == "paper" and params["preset"] == "quick"
+    assert params["sort"] == "-created_at" and params["page"] == 1
+    args = logic.api_list_args({**params, "page": 3})
+    assert args["offset"] == 2 * logic.PAGE_SIZE and args["limit"] == logic.PAGE_SIZE
+    assert logic.page_count(0) == 1 and logic.page_count(41) == 3
+
+
+def _study(sid, state="succeeded", lds=None, **extra):
+    summary = None
+    if lds is not None:
+        summary = {"methods": {m: {"lds": v} for m, v in lds.items()}, "n_params": 610,
+                   "test_accuracy": 0.93}
+    return {"id": sid, "name": f"s{sid}", "state": state, "stage": None, "progress": 1.0,
+            "preset": "quick", "summary": summary, "created_at": "2026-11-28T10:00:00Z",
+            "error": None, **extra}
+
+
+def test_list_rows_headline_lds_data_set_and_model():
+    studies = [_study(1, lds={"K-FAC": {"0.5": 0.28, "0.7": 0.3}, "H": {"0.5": 0.2}}),
+               _study(2, "running", progress=0.4),
+               _study(3, lds={"identity": {"0.3": 0.1}})]
+    details = {1: {"spec": {"data": {"name": "digits"}, "model": {"hidden": [64, 32],
+                                                                  "activation": "gelu"}}},
+               3: {"spec": {"data": {"name": "gaussian_mixture", "n_samples": 600,
+                                     "n_features": 10, "n_classes": 3},
+                            "model": {"hidden": [], "activation": "tanh"}}}}
+    rows, methods, alpha = logic.list_rows(studies, details)
+    assert alpha == "0.5"
+    assert methods == ["H", "K-FAC", "identity"]        # the chain's order
+    assert rows[0]["lds"] == {"H": 0.2, "K-FAC": 0.28, "identity": None}
+    assert rows[0]["dataset"] == "digits" and rows[0]["model"] == "MLP 64→32 gelu"
+    assert rows[1]["dataset"] == "–" and rows[1]["lds"] == {m: None for m in methods}
+    assert rows[2]["dataset"].startswith("gaussian mixture (600×10")
+    assert rows[2]["model"] == "MLP linear tanh"
+    assert logic.any_active(studies) and not logic.any_active([studies[0]])
+    assert logic.headline_alpha([None, {"methods": {"H": {"lds": {"0.9": 1, "0.3": 2}}}}]) \
+        == "0.3"
+
+
+def test_study_meta_and_nearest_k():
+    results = {
+        "methods": {"K-FAC": {"eigenbasis_overlap_by_k": {"l0": {"1": 0.1, "10": 0.3},
+                                                          "l1": {"1": 0.2, "5": 0.3}}},
+                    "H": {}},
+        "blocks": [{"name": "l0"}, {"name": "l1"}],
+        "groundtruth": {"alphas": [0.5, 0.7]}, "n_test": 180, "n_train": 1617,
+        "spec": {"curvature": {"eigenbasis_k": 10}, "data": {"name": "digits"}},
+    }
+    detail = {"id": 4, "state": "succeeded", "spec_hash": "abc", "finished_at": "t"}
+    meta = logic.study_meta(detail, results)
+    assert meta["ready"] and meta["methods"] == ["H", "K-FAC"]
+    assert meta["alphas"] == ["0.5", "0.7"] and meta["ks"] == [1, 5, 10]
+    assert meta["k"] == 10 and meta["has_images"] and meta["has_groundtruth"]
+    assert logic.study_meta({**detail, "state": "running"}, None) == {
+        "id": 4, "state": "running", "spec_hash": "abc", "finished_at": "t", "ready": False}
+    assert logic.nearest_k(None, [1, 5, 10], 10) == 10
+    assert logic.nearest_k("7", [1, 5, 10], 10) in (5, 10)
+    assert logic.nearest_k("1000", [1, 5, 10], 10) == 10
+    assert logic.nearest_k(3, [], 10) is None
+
+
+SCHEMA = {
+    "properties": {
+        "name": {"anyOf": [{"maxLength": 200, "type": "string"}, {"type": "null"}],
+                 "default": None, "description": "A label for people.", "title": "Name"},
+        "training": {"$ref": "#/$defs/TrainingSpec"},
+        "curvature": {"$ref": "#/$defs/CurvatureSpec"},
+        "data": {"$ref": "#/$defs/DataSpec"},
+        "compute": {"$ref": "#/$defs/ComputeSpec"},
+    },
+    "$defs": {
+        "TrainingSpec": {"type": "object", "description": "How the model is trained.",
+                         "properties": {
+                             "epochs": {"type": "integer", "minimum": 1, "maximum": 10000,
+                                        "default": 100, "title": "Epochs"},
+                             "lr": {"type": "number", "exclusiveMinimum": 0.0,
+                                    "maximum": 10.0, "default": 0.01},
+                             "checkpoints": {"type": "array", "items": {"type": "integer"},
+                                             "maxItems": 1000},
+                             "schedule": {"type": "string", "enum": ["constant", "cosine"]}}},
+        "CurvatureSpec": {"type": "object", "properties": {
+            "methods": {"type": "array", "items": {"type": "string"}, "minItems": 1}}},
+        "DataSpec": {"type": "object", "properties": {
+            "label_column": {"anyOf": [{"type": "integer", "minimum": 0},
+                                       {"type": "string"}, {"type": "null"}]},
+            "standardize": {"type": "boolean", "default": True}}},
+        "ComputeSpec": {"type": "object", "properties": {
+            "memory_budget_gib": {"anyOf": [{"exclusiveMinimum": 0, "maximum": 100000,
+                                             "type": "number"}, {"type": "null"}]}}},
+    },
+}
+
+
+def test_form_sections_from_the_schema():
+    sections = logic.form_sections(SCHEMA)
+    assert [s["name"] for s in sections] == ["study", "training", "curvature", "data",
+                                             "compute"]
+    fields = {f["path"]: f for s in sections for f in s["fields"]}
+    assert fields["name"]["kind"] == "str" and fields["name"]["nullable"]
+    assert fields["training.epochs"]["kind"] == "int"
+    assert fields["training.epochs"]["bounds"] == "1 ≤ x ≤ 10000"
+    assert fields["training.lr"]["bounds"] == "0.0 < x ≤ 10.0"
+    assert fields["training.checkpoints"]["kind"] == "list_int"
+    assert fields["training.checkpoints"]["bounds"] == "0 to 1000 items"
+    assert fields["training.schedule"]["kind"] == "enum"
+    assert fields["curvature.methods"]["kind"] == "methods"
+    assert fields["data.label_column"]["kind"] == "int_or_str"
+    assert fields["data.label_column"]["nullable"]
+    assert fields["data.standardize"]["kind"] == "bool"
+    assert fields["compute.memory_budget_gib"]["kind"] == "float"
+    assert fields["compute.memory_budget_gib"]["bounds"] == "0 < x ≤ 100000"
+    assert sections[1]["description"] == "How the model is trained."
+
+
+def test_parse_field_sends_what_it_cannot_parse_for_the_api_to_explain():
+    assert logic.parse_field("int", "20") == 20
+    assert logic.parse_field("int", "1e3") == 1000
+    assert logic.parse_field("int", "2.5") == 2.5          # the API says: not an integer
+    assert logic.parse_field("int", "many") == "many"
+    assert logic.parse_field("float", "1e-4") == 1e-4
+    assert logic.parse_field("float", "", nullable=True) is None
+    assert logic.parse_field("list_int", "64, 32") == [64, 32]
+    assert logic.parse_field("list_int", "") == []
+    assert logic.parse_field("list_float", "0.3; 0.5") == [0.3, 0.5]
+    assert logic.parse_field("list_int", "64, x") == [64, "x"]
+    assert logic.parse_field("int_or_str", "3") == 3
+    assert logic.parse_field("int_or_str", "label") == "label"
+    assert logic.parse_field("bool", False) is False
+    assert logic.parse_field("methods", ["H"]) == ["H"]
+    assert logic.value_to_text("list_int", [64, 32]) == "64, 32"
+    assert logic.value_to_text("float", None) == ""
+
+
+def test_form_config_sends_the_preset_and_only_what_differs():
+    fields = [{"path": "training.epochs", "kind": "int", "nullable": False},
+              {"path": "model.hidden", "kind": "list_int", "nullable": False},
+              {"path": "name", "kind": "str", "nullable": True}]
+    base = {"training": {"epochs": 20}, "model": {"hidden": [16, 16]}, "name": "quick"}
+    assert logic.form_config("quick", fields, ["20", "16, 16", "quick"], base) == \
+        {"preset": "quick"}
+    assert logic.form_config("quick", fields, ["0", "8", "quick"], base) == {
+        "preset": "quick", "training": {"epochs": 0}, "model": {"hidden": [8]}}
+    assert logic.form_config(None, fields[:1], ["5"], None) == {"training": {"epochs": 5}}
+
+
+def test_split_errors_routes_messages_to_their_fields():
+    errors = [{"field": "training.epochs", "message": "must be ≥ 1"},
+              {"field": "groundtruth.alphas[1]", "message": "must be < 1"},
+              {"field": "(body)", "message": "bad"}]
+    per_field, others = logic.split_errors(errors, ["training.epochs", "groundtruth.alphas"])
+    assert per_field == {"training.epochs": "must be ≥ 1",
+                         "groundtruth.alphas": "[1]: must be < 1"}
+    assert others == [{"field": "(body)", "message": "bad"}]
+
+
+def test_estimates():
+    estimate = {"n_params": 6570, "n_train": 1617, "n_test": 180,
+                "dense_memory_bytes": 3107872800, "memory_budget_bytes": 12638031872,
+                "n_retrained_models": 2000, "retraining_gflop": 7645.5, "dense_gflop": 4231.9}
+    rows = dict(logic.estimate_rows(estimate))
+    assert rows["dense curvature memory"] == "2.9 GiB (25 % of the 11.8 GiB budget)"
+    assert rows["retrained models"] == "2,000" and rows["compute"] == "11,877 GFLOP"
+    seconds, how = logic.time_estimate(estimate)
+    assert seconds == pytest.approx(11877.4 / logic.DEFAULT_GFLOP_PER_S)
+    assert "assuming" in how
+    seconds, how = logic.time_estimate(estimate, [(100.0, 50.0), (200.0, 100.0), (0, 5)])
+    assert seconds == pytest.approx(11877.4 * 0.5) and "2 finished studies" in how
+    assert logic.time_estimate({}) == (None, "no estimate")
