@@ -99,22 +99,17 @@ class Part:
         except OSError:
             return ""
 
-    def stop(self, grace: float, then: int | None = None) -> None:
-        """SIGTERM; after ``grace`` s ``then`` (e.g. SIGQUIT) and 5 s later SIGKILL."""
+    def stop(self, grace: float) -> None:
+        """SIGTERM (a warm shutdown for the worker), SIGKILL after ``grace`` seconds. Never
+        SIGQUIT: Celery's cold shutdown cannot cancel a task of the solo pool and would fail
+        it."""
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                if then is not None:
-                    self.process.send_signal(then)
-                    try:
-                        self.process.wait(5)
-                    except subprocess.TimeoutExpired:
-                        pass
-                if self.alive():
-                    self.process.kill()
-                    self.process.wait()
+                self.process.kill()
+                self.process.wait()
         self.log.close()
 
 
@@ -172,8 +167,9 @@ def up(
         help="Worker device: auto, cpu, cuda or cuda:N [default: $CURVSCOPE_WORKER_DEVICE "
         "or auto].")] = None,
     grace: Annotated[float, typer.Option(
-        help="Seconds a running task may take to stop on Ctrl-C before it is interrupted "
-        "(it is then delivered again at the next start).")] = 10.0,
+        help="Seconds the worker may take to stop on Ctrl-C: a running task puts itself back "
+        "on the queue at its next progress report; after this long the worker is killed.")
+    ] = 30.0,
 ):
     """Start the API (+ dashboard) on one port, one worker and, if REDIS_URL is unset, a Redis
     server: all on this machine, every file under --data. Ctrl-C stops them all."""
@@ -229,8 +225,7 @@ def up(
         for sig in previous:  # a second Ctrl-C must not leave children behind
             signal.signal(sig, signal.SIG_IGN)
         for part in reversed(parts):  # worker first, redis last
-            part.stop(grace if part.name == "worker" else 10.0,
-                      then=signal.SIGQUIT if part.name == "worker" else None)
+            part.stop(grace if part.name == "worker" else 10.0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     err.print("stopped")

@@ -11,11 +11,13 @@ the study row: the database, not a Celery chord, is the source of truth), which 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from typing import Any
 
 from celery import Task, signals
+from celery.exceptions import Retry
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -63,6 +65,21 @@ class StudyStopped(Exception):
         self.cancelled = cancelled
 
 
+class WorkerShuttingDown(Exception):
+    """Raised from a progress callback once this worker begins a warm shutdown: the task puts
+    itself back on the queue (a retry, persisted by Redis) and returns, so the worker stops
+    within a progress interval and the next worker resumes from the stage cache."""
+
+
+#: Set by Celery's worker_shutting_down signal (SIGTERM / Ctrl-C of ``curvscope up``).
+shutting_down = threading.Event()
+
+
+@signals.worker_shutting_down.connect
+def _on_shutting_down(**_):
+    shutting_down.set()
+
+
 class Reporter:
     """Progress callback for curvscope: writes stage and progress to the study (and chunk)
     row at most every Settings.progress_interval_s, and on each new stage; at each write it
@@ -78,6 +95,8 @@ class Reporter:
         self("groundtruth/retrain", fraction)
 
     def __call__(self, stage: str, fraction: float) -> None:
+        if shutting_down.is_set():
+            raise WorkerShuttingDown()
         now = time.monotonic()
         if (stage == self.last_stage and fraction < 1.0
                 and now - self.last_write < settings.progress_interval_s):
@@ -170,7 +189,7 @@ def _guard(study_id: int, work) -> dict[str, Any]:
         if stop.cancelled:
             _cancelled(study_id)
         return {"study": study_id, "outcome": "cancelled" if stop.cancelled else "stopped"}
-    except RETRYABLE:
+    except (Retry, *RETRYABLE):
         raise
     except Exception as exc:  # a bad spec/data, a diverged training, a bug: fail with reason
         log.error("study %s failed:\n%s", study_id, traceback.format_exc())
@@ -264,6 +283,10 @@ def retrain_chunk(self, study_id: int, index: int) -> dict[str, Any]:
             except StudyStopped:
                 _set_chunk(study_id, index, state="cancelled")
                 raise
+            except WorkerShuttingDown:
+                _set_chunk(study_id, index, state="pending", worker=None, progress=0.0)
+                _requeued(study_id)
+                raise self.retry(countdown=0, max_retries=None) from None
             except RETRYABLE:
                 _set_chunk(study_id, index, state="pending")
                 raise
@@ -276,6 +299,14 @@ def retrain_chunk(self, study_id: int, index: int) -> dict[str, Any]:
         return {"study": study_id, "chunk": index, "outcome": "done", "worker": hostname}
 
     return _guard(study_id, work)
+
+
+def _requeued(study_id: int) -> None:
+    log.warning("worker shutting down: study %s goes back on the queue", study_id)
+    with write_session(settings) as session:
+        study = session.get(Study, study_id)
+        if study is not None and study.state == "running":
+            study.stage = "interrupted: back on the queue"
 
 
 def _set_chunk(study_id: int, index: int, **values) -> None:
@@ -305,8 +336,12 @@ def finalize_study(self, study_id: int) -> dict[str, Any]:
             study.worker, study.device = hostname, device
         span = (RETRAIN_SHARE, 1.0) if has_chunks else (0.0, 1.0)
         reporter = Reporter(study_id, stages=stage_plan(spec), span=span)
-        result = run_study(spec, artifacts.study_dir(settings, study_id),
-                           settings.stage_cache_dir, progress=reporter)
+        try:
+            result = run_study(spec, artifacts.study_dir(settings, study_id),
+                               settings.stage_cache_dir, progress=reporter)
+        except WorkerShuttingDown:
+            _requeued(study_id)
+            raise self.retry(countdown=0, max_retries=None) from None
         results = result.results
         with write_session(settings) as session:
             study = session.get(Study, study_id)

@@ -22,23 +22,40 @@ pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "curvscope")
 
 
-def test_up_submit_and_ctrl_c(tmp_path):
-    data, port = tmp_path / "data", free_port()
+def up_env() -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "CURVSCOPE_REDIS_URL", "CURVSCOPE_DATABASE_URL",
                         "DATABASE_URL", "CURVSCOPE_API_TOKEN")}
     env.update({"CURVSCOPE_WORKER_TORCH_THREADS": "1", "CURVSCOPE_PROGRESS_INTERVAL_S": "0.2"})
-    log = tmp_path / "up.log"
-    with open(log, "wb") as handle:
+    return env
+
+
+def start_up(data: Path, port: int, log: Path, env: dict) -> subprocess.Popen:
+    with open(log, "ab") as handle:
         up = subprocess.Popen([CLI, "up", "--data", str(data), "--port", str(port)], env=env,
                               stdout=handle, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/api/v1/health", 90, up, log)
+    deadline = time.monotonic() + 120
+    while log.read_text().count("curvscope is up") < log.read_text().count("redis     "):
+        assert up.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+    return up
+
+
+def stop_up(up: subprocess.Popen, log: Path) -> int:
+    up.send_signal(signal.SIGINT)
+    try:
+        return up.wait(60)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        pytest.fail("curvscope up did not stop on SIGINT:\n" + log.read_text())
+
+
+def test_up_submit_and_ctrl_c(tmp_path):
+    data, port, env, log = tmp_path / "data", free_port(), up_env(), tmp_path / "up.log"
+    up = start_up(data, port, log, env)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/api/v1/health", 90, up, log)
-        deadline = time.monotonic() + 120
-        while "curvscope is up" not in log.read_text():
-            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
         spec = tmp_path / "study.json"
         spec.write_text(json.dumps(tiny(training={"seed": 201})))
         submitted = subprocess.run([CLI, "submit", str(spec), "--url", base], env=env,
@@ -57,15 +74,42 @@ def test_up_submit_and_ctrl_c(tmp_path):
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "does not exist" in bad.stderr
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            code = up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            pytest.fail("curvscope up did not stop on SIGINT:\n" + log.read_text())
+        code = stop_up(up, log)
     assert code == 0, log.read_text()
     assert "stopped" in log.read_text()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2)
     leftover = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def test_ctrl_c_during_a_study_and_the_next_up_resumes_it(tmp_path):
+    data, port, env, log = tmp_path / "data", free_port(), up_env(), tmp_path / "up.log"
+    base = f"http://127.0.0.1:{port}/api/v1"
+    up = start_up(data, port, log, env)
+    try:
+        spec = tiny(training={"seed": 202, "epochs": 40},
+                    groundtruth={"n_subsets": 60, "subsets_per_task": 30})
+        sid = httpx.post(f"{base}/studies", json=spec).json()["id"]
+        deadline = time.monotonic() + 120
+        while True:
+            chunks = httpx.get(f"{base}/studies/{sid}").json()["chunks"]
+            if any(c["state"] == "running" and c["progress"] > 0 for c in chunks):
+                break
+            assert time.monotonic() < deadline, chunks
+            time.sleep(0.2)
+    finally:
+        start = time.monotonic()
+        assert stop_up(up, log) == 0, log.read_text()
+    assert time.monotonic() - start < 30                # the task gave way, not the timeout
+    worker_log = (data / "logs" / "worker.log").read_text()
+    assert "goes back on the queue" in worker_log
+    up = start_up(data, port, log, env)                 # same data folder: same Redis AOF, db
+    try:
+        deadline = time.monotonic() + 240
+        while (study := httpx.get(f"{base}/studies/{sid}").json())["state"] == "running":
+            assert time.monotonic() < deadline, study
+            time.sleep(0.5)
+        assert study["state"] == "succeeded", study
+    finally:
+        assert stop_up(up, log) == 0

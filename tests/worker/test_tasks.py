@@ -174,3 +174,21 @@ def test_a_failing_study_records_its_reason(wsettings):
     assert "gone.csv" in study.error and "no such file" in study.error
     assert study.chunks[0].state == "failed"
     assert tasks.retrain_chunk(sid, 1)["outcome"] == "skipped"   # the rest stops early
+
+
+def test_a_warm_shutdown_puts_the_running_chunk_back(wsettings):
+    from celery.exceptions import Retry
+
+    from worker import tasks
+
+    sid = add_study(wsettings, tiny(training={"seed": 17}))
+    tasks.start_study(sid)
+    tasks.shutting_down.set()            # what Celery's worker_shutting_down signal does
+    try:
+        with pytest.raises(Retry):       # called directly, retry() raises instead of sending
+            tasks.retrain_chunk(sid, 0)
+    finally:
+        tasks.shutting_down.clear()
+    study = get(wsettings, sid)
+    assert study.state == "running" and study.stage.startswith("interrupted")
+    assert study.chunks[0].state == "pending" and study.chunks[0].worker is None
