@@ -20,6 +20,7 @@ COPY pyproject.toml README.md ./
 COPY curvscope ./curvscope
 COPY backend ./backend
 COPY worker ./worker
+COPY frontend ./frontend
 RUN pip install ".[service]" \
     && useradd --create-home --uid 1000 curvscope \
     && mkdir -p /data && chown curvscope /data

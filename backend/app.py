@@ -81,12 +81,16 @@ def mount_dashboard(app: FastAPI) -> bool:
     """Serve the dashboard at / if the ``frontend`` package exists (see module doc)."""
     if importlib.util.find_spec("frontend") is None:
         return False
-    frontend = importlib.import_module("frontend")
-    mount = getattr(frontend, "mount", None)
-    if mount is None:
-        log.info("package 'frontend' has no mount(app, api_prefix); dashboard not served")
+    try:
+        frontend = importlib.import_module("frontend")
+        mount = getattr(frontend, "mount", None)
+        if mount is None:
+            log.info("package 'frontend' has no mount(app, api_prefix); dashboard not served")
+            return False
+        mount(app, API_PREFIX)
+    except ImportError as exc:  # e.g. dash not installed: the API still serves
+        log.warning("dashboard not served: %s (install the service extra)", exc)
         return False
-    mount(app, API_PREFIX)
     return True
 
 

@@ -307,3 +307,13 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(settings):
         assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
         assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert session.scalars(select(Study)).all() is not None
+
+
+def test_the_dashboard_is_served_at_root_beside_the_api(api):
+    root = api.get("/", follow_redirects=False)
+    if api.app.state.dashboard:
+        assert root.status_code == 200 and "text/html" in root.headers["content-type"]
+    else:
+        assert root.status_code in (302, 307) and root.headers["location"] == "/docs"
+    assert api.get("/api/v1/health").json()["status"] == "ok"     # the API keeps its paths
+    assert api.get("/docs").status_code == 200

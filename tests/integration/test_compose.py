@@ -113,7 +113,7 @@ def test_every_service_command_exists():
 def test_dockerfile_installs_the_service_and_copies_every_package():
     text = (ROOT / "Dockerfile").read_text()
     assert 'pip install ".[service]"' in text
-    for package in ("curvscope", "backend", "worker"):
+    for package in ("curvscope", "backend", "worker", "frontend"):
         assert f"COPY {package} ./{package}" in text
     assert "backend.app:app" in text and "EXPOSE 8000" in text
     ignored = (ROOT / ".dockerignore").read_text().split()
