@@ -51,5 +51,10 @@ def compare_figure(studies: list[dict], parameter: str, metric: str = "lds",
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name,
                                  line=dict(color=METHOD_COLORS.get(name))))
     fig.update_xaxes(title=parameter)
+    numbers = [x for x, _ in rows if isinstance(x, int | float) and not isinstance(x, bool)]
+    if len(numbers) == len(rows) and min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
+        fig.update_xaxes(type="log")  # damping, learning rate, …: orders of magnitude apart
+    if metric != "lds":
+        fig.update_yaxes(type="log")  # the identity's residual is ~10x the others'
     fig.update_yaxes(title=metric if metric != "lds" else f"LDS (α = {alpha or '0.5'})")
     return _layout(fig, f"{metric} against {parameter}", theme)

@@ -28,7 +28,10 @@ def layout(ids=None, param=None, alpha=None, **_):
         card(None, html.Div(className="row", children=[
             html.Div(className="control grow", children=[
                 html.Label("Studies (succeeded)", htmlFor="compare-ids"),
+                # Dash 4 drops values missing from the options: list them until the
+                # callback below labels them
                 dcc.Dropdown(id="compare-ids", multi=True, value=chosen,
+                             options=[{"label": f"#{i}", "value": i} for i in chosen],
                              placeholder="pick two or more studies"),
             ]),
             html.Div(className="control", children=[
@@ -132,10 +135,10 @@ def figures(ids, param, alpha, app_state):
     except Exception as exc:
         return [error_figure(exc, theme)] * len(METRICS)
     out = []
-    for key, label in METRICS:
+    for key, _ in METRICS:
         try:
             fig = compare_figure(results, param, metric=key, alpha=alpha, theme=theme)
-            fig.update_layout(title=f"{label} against {param}")
+            fig.update_layout(title=f"against {param}")
             out.append(fig)
         except Exception as exc:
             out.append(error_figure(exc, theme))

@@ -110,11 +110,12 @@ def _row(row: dict, methods: list[str]) -> html.Tr:
           Output("studies-page-label", "title"), Output("studies-prev", "disabled"),
           Output("studies-next", "disabled"), Output("studies-poll", "disabled"),
           Output("studies-error", "children"),
-          Input("studies-state", "value"), Input("studies-q", "value"),
-          Input("studies-preset", "value"), Input("studies-sort", "value"),
-          Input("studies-page", "data"), Input("studies-poll", "n_intervals"))
+          Input("studies-page", "data"), Input("studies-poll", "n_intervals"),
+          State("studies-state", "value"), State("studies-q", "value"),
+          State("studies-preset", "value"), State("studies-sort", "value"))
 @threaded
-def load_list(state, q, preset, sort, page, _tick):
+def load_list(page, _tick, state, q, preset, sort):
+    """(A filter change reaches this through the page store: back to page 1, one load.)"""
     params = logic.list_params(state, q, preset, sort, page)
     try:
         client = get_client()

@@ -112,10 +112,12 @@ def layout(study_id=None, method=None, methods=None, block=None, test=None, alph
                        className="figure-note")]),
         ]),
         card("Spectra", [spectra_controls, graph("fig-spectra", 440)]),
-        html.Div(className="grid-2", children=[
-            card("Alignment with the GGN block", [align_controls, graph("fig-align", 420)]),
-            card("Error decomposition", [graph("fig-decomp", 420)]),
-        ]),
+        card("Alignment with the GGN block", [align_controls, graph("fig-align", 400)]),
+        card("Error decomposition", [
+            graph("fig-decomp", 440),
+            html.P("Left: Frobenius norm of each step's change, relative to ‖H‖; middle: LDS "
+                   "lost at each step at the chosen α; right: K-FAC's error split into "
+                   "cross-layer, eigenbasis and eigenvalue shares.", className="figure-note")]),
         card("Examples", [graph("fig-examples", None)], id="examples-card"),
         card("Curvature matrices", html.Div(className="grid-3", children=[
             graph(f"fig-heat-{name}", 400) for name, _ in HEATMAPS])),

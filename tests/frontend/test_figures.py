@@ -11,6 +11,7 @@ from frontend.figures import (
     decomposition_figure,
     diff_spec,
     examples_figure,
+    examples_grid,
     groundtruth_scatter,
     heatmap_figure,
     lds_figure,
@@ -112,6 +113,37 @@ def test_examples_figure_picks_most_helpful_and_harmful(study):
     assert f"train #{helpful}" in fig.data[1].hovertemplate
 
 
+def test_examples_grid_is_one_mosaic_of_the_same_picks(study):
+    results, arrays = study
+    fig = examples_grid(arrays, ["identity", "K-FAC"], test_index=2, top=2)
+    assert len(fig.data) == 1
+    z, text = np.asarray(fig.data[0].z, dtype=float), np.asarray(fig.data[0].customdata)
+    np.testing.assert_array_equal(z[:8, :8], arrays["images/test"][2])
+    assert list(fig.layout.yaxis.ticktext) == ["K-FAC", "identity"]   # the chain's order
+    assert list(fig.layout.xaxis.ticktext) == ["test", "helpful 1", "helpful 2", "harmful 1",
+                                               "harmful 2"]
+    scores = arrays["scores/K-FAC"][2]
+    helpful, harmful = int(np.argmin(scores)), int(np.argmax(scores))
+    # row 0 (K-FAC): test, gap, helpful 1 at column 2 (9-pixel cells), …, harmful 1 at 5
+    np.testing.assert_array_equal(z[:8, 18:26], arrays["images/train"][helpful])
+    np.testing.assert_array_equal(z[:8, 45:53], arrays["images/train"][harmful])
+    assert text[0, 18] == f"K-FAC, helpful 1: train #{helpful}, τ = {scores[helpful]:.3g}"
+    assert np.isnan(z[8, 0]) and np.isnan(z[9, 0])       # the test digit is drawn once
+
+
+def test_spectra_figure_thinned_keeps_exact_values_at_log_spaced_ranks(study):
+    results, arrays = study
+    full = spectra_figure(arrays, ["H"])
+    thin = spectra_figure(arrays, ["H"], max_points=50)
+    for name in ("H", "H (negative, |λ|)"):
+        a = next(t for t in full.data if t.name == name)
+        b = next(t for t in thin.data if t.name == name)
+        assert b.type == "scatter" and len(b.y) <= 52
+        exact = dict(zip(np.asarray(a.x).tolist(), np.asarray(a.y).tolist(), strict=True))
+        assert all(exact[x] == y for x, y in zip(b.x, b.y, strict=True))
+        assert max(b.y) == max(a.y) and min(b.x) == min(a.x) and max(b.x) == max(a.x)
+
+
 def test_heatmap_figure_draws_layer_boundaries(study):
     results, arrays = study
     fig = heatmap_figure(results, arrays, "H-GGN")
@@ -129,3 +161,8 @@ def test_compare_figure_and_diff_spec(study):
     h = next(t for t in fig.data if t.name == "H")
     assert list(h.x) == [1e-4, 0.01]
     assert fig.layout.xaxis.title.text == "inverse.damping"
+    assert fig.layout.xaxis.type == "log"                      # 1e-4 … 1e-2
+    residual = compare_figure([other, results], "inverse.damping", metric="residual_to_H")
+    assert residual.layout.yaxis.type == "log"
+    assert list(next(t for t in residual.data if t.name == "K-FAC").y) == [
+        results["methods"]["K-FAC"]["relative_residual_to_H"]] * 2

@@ -1,0 +1,115 @@
+"""The dashboard in a real browser against a real API with finished studies: every page
+loads cleanly, the study page's figures, selectors and permalinks, the form's live
+validation with the API's messages, submitting, and the new study in the list."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+METHODS = ["H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "GGN-diag", "identity"]
+
+
+def test_every_page_loads_without_console_errors(tab, service):
+    first, second = (s["id"] for s in service.studies)
+    pages = [
+        ("studies", "/", lambda: tab.page.wait_for_selector(f"a[href='/studies/{first}']")),
+        ("study", f"/studies/{first}", lambda: [tab.wait_graph(g) for g in (
+            "fig-lds", "fig-gt", "fig-spectra", "fig-align", "fig-decomp", "fig-examples",
+            "fig-heat-H", "fig-heat-GGN", "fig-heat-H-GGN")]),
+        ("compare", f"/compare?ids={first},{second}",
+         lambda: (tab.wait_graph("compare-fig-lds", text="inverse.damping"),
+                  tab.page.locator("#compare-diff").get_by_text("inverse.damping").wait_for())),
+        ("new-study", "/new", lambda: tab.page.get_by_text("The API accepts this spec.")
+         .wait_for()),
+        ("jobs", "/jobs", lambda: tab.page.get_by_text("browser@itest").wait_for()),
+        ("not-found", "/no/such/page", lambda: tab.page.get_by_text("Nothing here")
+         .wait_for()),
+    ]
+    for name, path, ready in pages:
+        tab.open(path)
+        ready()
+        tab.screenshot(name)
+        tab.assert_clean()
+
+
+def test_study_page_lds_has_one_bar_per_method(tab, service):
+    study = service.studies[0]
+    tab.open(f"/studies/{study['id']}")
+    traces = tab.wait_graph("fig-lds")
+    bars = [t["name"] for t in traces if t["type"] == "bar"]
+    assert bars == METHODS
+    assert all(t["n"] == 1 for t in traces if t["type"] == "bar")     # one α: one bar each
+    provenance = tab.page.locator("#provenance-card")
+    assert study["spec_hash"] in provenance.inner_text()
+    csv = tab.page.get_by_role("link", name="CSV (per method and α)")
+    response = tab.page.request.get(service.base + csv.get_attribute("href"))
+    assert response.ok and response.text().count("\n") == 1 + len(METHODS)
+    tab.assert_clean()
+
+
+def test_block_and_method_selectors_change_the_spectra(tab, service):
+    sid = service.studies[0]["id"]
+    tab.open(f"/studies/{sid}")
+    before = tab.wait_graph("fig-spectra", text="whole matrix")
+    assert {"H", "K-FAC", "H (negative, |λ|)"} <= {t["name"] for t in before}
+    tab.page.click("#spectra-block")
+    tab.page.get_by_role("option", name="block layer2").click()
+    after = tab.wait_graph("fig-spectra", text="block layer2")
+    assert sum(t["n"] for t in after) < sum(t["n"] for t in before)   # 90 of 610 eigenvalues
+    tab.page.locator("#spectra-methods").get_by_text("K-FAC", exact=True).click()
+    tab.page.wait_for_function(
+        "() => !document.querySelector('#fig-spectra .js-plotly-plot').data"
+        ".some(t => t.name === 'K-FAC')")
+    assert re.search(r"block=layer2", tab.page.url)                    # a permalink
+    tab.screenshot("study-block")
+    tab.assert_clean()
+
+
+def test_permalink_restores_the_view_and_the_dark_theme_reaches_the_figures(tab, service):
+    sid = service.studies[0]["id"]
+    tab.open(f"/studies/{sid}?method=GGN&test=5&block=layer0&k=5&overlap=eigenbasis")
+    tab.wait_graph("fig-gt", text="GGN, test point 5")
+    tab.wait_graph("fig-spectra", text="block layer0")
+    tab.wait_graph("fig-align", text="top-5")
+    light = tab.layout("fig-lds")["paper_bgcolor"]
+    tab.page.click("#theme-toggle")
+    tab.page.wait_for_selector("html[data-theme='dark']")
+    tab.page.wait_for_function(
+        "bg => document.querySelector('#fig-lds .js-plotly-plot')._fullLayout.paper_bgcolor"
+        " !== bg", arg=light)
+    tab.wait_graph("fig-examples")
+    tab.screenshot("study-dark")
+    tab.assert_clean()
+
+
+def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
+    tab.open("/new")
+    epochs = tab.page.locator("input[name='training.epochs']")
+    epochs.wait_for()
+    tab.page.get_by_text("The API accepts this spec.").wait_for()
+    epochs.fill("0")
+    message = tab.page.locator("[id*='training.epochs'][id*='spec-error']")
+    message.filter(has_text="greater than or equal to 1").wait_for()
+    assert tab.page.locator("#new-submit").is_disabled()
+    tab.screenshot("new-study-invalid")
+    hidden = tab.page.locator("input[name='model.hidden']")
+    hidden.fill("6")
+    epochs.fill("2")
+    tab.page.get_by_text("The API accepts this spec.").wait_for()
+    assert message.inner_text() == ""
+    assert "dense curvature memory" in tab.page.locator("#new-estimate").inner_text()
+    tab.page.click("#new-submit")
+    tab.page.wait_for_url(re.compile(r"/studies/(\d+)"))
+    new_id = int(re.search(r"/studies/(\d+)", tab.page.url).group(1))
+    assert new_id not in [s["id"] for s in service.studies]
+    stored = service.http.get(f"/api/v1/studies/{new_id}").json()
+    assert stored["spec"]["training"]["epochs"] == 2 and stored["spec"]["model"]["hidden"] == [6]
+    assert stored["request"] == {"preset": "quick", "training": {"epochs": 2},
+                                 "model": {"hidden": [6]}}
+    tab.page.click("#nav-studies")
+    tab.page.wait_for_selector(f"a[href='/studies/{new_id}']")
+    tab.assert_clean()
