@@ -10,7 +10,10 @@ Where the API is:
 
 Either a service root (``http://host:8000``) or the API's prefix (``http://host:8000/api/v1``)
 is accepted. Writes (POST, DELETE) send ``Authorization: Bearer <token>`` when a token is
-given: the one typed into the dashboard, else ``CURVSCOPE_API_TOKEN``.
+given: the one typed into the dashboard, else the configured one (a standalone dashboard's
+``--token`` / ``CURVSCOPE_API_TOKEN``). A dashboard mounted on the API does not borrow the
+API's own ``CURVSCOPE_API_TOKEN``: it would make every write open to whoever can open the
+dashboard, on the API's own port.
 
 Every failure becomes :class:`ApiError` with a sentence a person can read: the API's own
 problem+json ``detail`` (and its per-field ``errors``), or why the API could not be reached.
@@ -266,7 +269,7 @@ def api_location() -> tuple[str, str]:
 def get_client() -> ApiClient:
     """The shared client for the API of the current request (see the module doc)."""
     root, prefix = api_location()
-    token = CONFIG.token or os.environ.get("CURVSCOPE_API_TOKEN") or None
+    token = CONFIG.token or None
     key = (root, prefix, token)
     with _clients_lock:
         client = _clients.get(key)

@@ -200,12 +200,14 @@ def _download_proxy(app: FastAPI) -> None:
 def create_app(api_url: str | None = None, api_token: str | None = None,
                api_prefix: str = DEFAULT_PREFIX) -> FastAPI:
     """A FastAPI app serving only the dashboard, talking to the API at ``api_url`` (default
-    ``$CURVSCOPE_API_URL``); run it with uvicorn."""
+    ``$CURVSCOPE_API_URL``) and sending ``api_token`` (default ``$CURVSCOPE_API_TOKEN``)
+    with writes; run it with uvicorn."""
     url = api_url or os.environ.get("CURVSCOPE_API_URL")
     if not url:
         raise ValueError("the dashboard needs the API's address: pass api_url or set "
                          "CURVSCOPE_API_URL (e.g. http://127.0.0.1:8000)")
-    configure(api_url=url, token=api_token, api_prefix=api_prefix)
+    configure(api_url=url, token=api_token or os.environ.get("CURVSCOPE_API_TOKEN") or None,
+              api_prefix=api_prefix)
     app = FastAPI(title="curvscope dashboard", docs_url=None, redoc_url=None,
                   openapi_url=None)
 

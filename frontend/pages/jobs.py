@@ -53,20 +53,32 @@ def _queue(queue: dict) -> html.Div:
     ])])
 
 
-def _workers(workers: list[dict]) -> object:
+def _workers(workers: list[dict], active: list[dict]) -> object:
     if not workers:
         return html.P("No worker has registered yet. Start one with `curvscope worker`.",
                       className="muted")
+    running_on: dict[str, list[dict]] = {}
+    for study in active:
+        if study.get("state") == "running" and study.get("worker"):
+            running_on.setdefault(study["worker"], []).append(study)
     rows = []
     for w in workers:
-        online = w.get("online")
-        status = chip("online" if online else ("offline" if online is False else "unknown"))
+        online, studies = w.get("online"), running_on.get(w["hostname"], [])
+        if online:
+            status = chip("online")
+        elif studies:  # a solo worker busy with a task does not answer pings
+            status = html.Span("busy", className="chip chip-running",
+                               title="running a task, so it did not answer the ping")
+        else:
+            status = chip("offline" if online is False else "unknown")
         tasks = [f"{(t.get('name') or '').removeprefix('curvscope.')}"
                  f"{tuple(t.get('args') or [])}" for t in (w.get("active") or [])]
+        doing = tasks or [f"study #{s['id']} ({s.get('stage') or '…'})" for s in studies]
         rows.append(html.Tr([html.Td(w["hostname"]), html.Td(status), html.Td(w.get("device")),
                              html.Td(w.get("state")), html.Td(w.get("tasks_done"),
                                                               className="num"),
-                             html.Td(", ".join(tasks) or "idle", className="small"),
+                             html.Td(", ".join(doing) or ("idle" if online else "–"),
+                                     className="small"),
                              html.Td(logic.fmt_time(w.get("last_seen")), className="small")]))
     return html.Table(className="table", children=[
         html.Thead(html.Tr([html.Th(h) for h in ("worker", "status", "device", "state",
@@ -125,7 +137,7 @@ def refresh(_tick, _action):
         return (no_update, no_update, no_update, no_update, SLOW_MS,
                 api_error(exc, "Could not read the queue"))
     try:
-        workers = _workers(client.workers())
+        workers = _workers(client.workers(), active["data"])
     except ApiError as exc:
         workers = api_error(exc, "Could not list the workers")
     interval = FAST_MS if active["data"] else SLOW_MS

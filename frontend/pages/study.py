@@ -65,7 +65,8 @@ def layout(study_id=None, method=None, methods=None, block=None, test=None, alph
         html.Button("Cancel", id="study-cancel", className="button ghost", hidden=True),
         html.Button("Retry", id="study-retry", className="button ghost", hidden=True),
         dcc.ConfirmDialogProvider(
-            html.Button("Delete", id="study-delete-button", className="button danger"),
+            html.Button("Delete", id="study-delete-button", className="button danger",
+                        hidden=True),
             id="study-delete", message=f"Delete study #{sid} and its files? This cannot be "
             "undone."),
     ])

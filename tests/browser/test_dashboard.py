@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from tests.browser.conftest import SMALL
+
 pytestmark = pytest.mark.integration
 
 METHODS = ["H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "GGN-diag", "identity"]
@@ -105,6 +107,9 @@ def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
     tab.page.click("#new-submit")
     tab.page.wait_for_url(re.compile(r"/studies/(\d+)"))
     new_id = int(re.search(r"/studies/(\d+)", tab.page.url).group(1))
+    tab.page.locator("#study-chip .chip").wait_for()          # its state, live
+    assert tab.page.locator("#study-chip").inner_text() in ("queued", "running", "succeeded")
+    tab.screenshot("study-submitted")
     assert new_id not in [s["id"] for s in service.studies]
     stored = service.http.get(f"/api/v1/studies/{new_id}").json()
     assert stored["spec"]["training"]["epochs"] == 2 and stored["spec"]["model"]["hidden"] == [6]
@@ -112,4 +117,37 @@ def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
                                  "model": {"hidden": [6]}}
     tab.page.click("#nav-studies")
     tab.page.wait_for_selector(f"a[href='/studies/{new_id}']")
+    tab.assert_clean()
+
+
+def test_a_missing_study_reads_as_the_apis_message(tab, service):
+    tab.open("/studies/987654")
+    tab.page.locator("#study-error").get_by_text("There is no study with id 987654.").wait_for()
+    assert tab.page.locator("#study-body").is_hidden()
+    tab.screenshot("study-missing")
+    tab.assert_clean()
+
+
+def test_jobs_page_cancels_and_retries_then_the_study_page_deletes(tab, service):
+    long = {**SMALL, "training": {"epochs": 200, "seed": 7},
+            "groundtruth": {"n_subsets": 400, "n_seeds": 3, "n_bootstrap": 50}}
+    sid = service.submit(long)
+    tab.page.on("dialog", lambda dialog: dialog.accept())
+    tab.open("/jobs")
+    cancel = tab.page.locator(f"[id*='jobs-cancel'][id*='\"id\":{sid},']")
+    cancel.click()
+    retry = tab.page.locator(f"[id*='jobs-retry'][id*='\"id\":{sid},']")
+    retry.wait_for()                                   # listed under failed or cancelled
+    assert service.http.get(f"/api/v1/studies/{sid}").json()["state"] == "cancelled"
+    retry.click()
+    cancel.wait_for()                                  # running or queued again
+    tab.screenshot("jobs-active")
+    assert service.http.get(f"/api/v1/studies/{sid}").json()["attempts"] == 2
+    service.http.post(f"/api/v1/studies/{sid}/cancel")
+    retry.wait_for()
+    tab.open(f"/studies/{sid}")
+    tab.page.locator("#study-chip").get_by_text("cancelled").wait_for()
+    tab.page.click("#study-delete-button")
+    tab.page.wait_for_url(re.compile(r"/$"))
+    assert service.http.get(f"/api/v1/studies/{sid}").status_code == 404
     tab.assert_clean()

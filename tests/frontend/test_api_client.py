@@ -66,8 +66,11 @@ def test_where_the_api_is(monkeypatch):
         assert api_client.api_location() == ("http://127.0.0.1:8001", "/api/v1")
         monkeypatch.setenv("CURVSCOPE_API_URL", "http://api:8000/api/v1")
         assert api_client.api_location() == ("http://api:8000", "/api/v1")
-        api_client.configure(api_url="http://other:9000")
+        monkeypatch.setenv("CURVSCOPE_API_TOKEN", "the-apis-own-token")
+        assert api_client.get_client().token is None     # a mounted dashboard never borrows it
+        api_client.configure(api_url="http://other:9000", token="given")
         assert api_client.get_client().base == "http://other:9000/api/v1"
+        assert api_client.get_client().token == "given"
     finally:
         api_client.reset_request_origin(token)
     assert api_client.download_href("/studies/3/results") == "/_download/studies/3/results"
