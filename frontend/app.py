@@ -75,6 +75,9 @@ def build_dash() -> Dash:
                    pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
                    suppress_callback_exceptions=True, title=TITLE, update_title=None,
                    on_error=_on_error, compress=True)
+        # no websocket callbacks here: without this the renderer still opens a websocket on
+        # every page (a warning in the API's log when uvicorn has no websocket library)
+        app.backend.websocket_capability = False
         app.layout = _layout
         _register_shell_callbacks(app)
         import scipy.stats  # noqa: F401  (the ground-truth figure's Spearman; slow 1st import)

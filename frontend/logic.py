@@ -133,19 +133,25 @@ def query_string(params: dict[str, Any]) -> str:
     return ("?" + urlencode(clean, safe=",")) if clean else ""
 
 
-def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None) -> str:
+def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None,
+                all_of: dict[str, int] | None = None) -> str:
     """A clientside callback that writes its inputs into the address bar's query (keys in
     order; values equal to ``defaults`` left out) with history.replaceState, so the view is a
-    permalink without a page reload."""
+    permalink without a page reload. ``all_of`` maps a list-valued key to the position of an
+    extra argument holding its options: a list with every option is left out too."""
+    n = len(keys) + len(all_of or {})
     return (
-        "function(" + ", ".join(f"v{i}" for i in range(len(keys))) + ") {\n"
+        "function(" + ", ".join(f"v{i}" for i in range(n)) + ") {\n"
         "  const keys = " + json.dumps(keys) + ";\n"
+        "  const allOf = " + json.dumps(all_of or {}) + ";\n"
         "  const defaults = " + json.dumps({k: str(v) for k, v in (defaults or {}).items()})
         + ";\n"
         "  const values = Array.from(arguments);\n"
         "  const params = new URLSearchParams();\n"
         "  keys.forEach(function(key, i) {\n"
         "    let v = values[i];\n"
+        "    if (Array.isArray(v) && allOf[key] !== undefined &&\n"
+        "        v.length === (values[allOf[key]] || []).length) { return; }\n"
         "    if (Array.isArray(v)) { v = v.join(','); }\n"
         "    if (v === null || v === undefined || v === '') { return; }\n"
         "    if (defaults[key] !== undefined && String(v) === defaults[key]) { return; }\n"

@@ -243,7 +243,8 @@ def load_study(sid, _tick, _action, initial, old_meta, method, alpha, test, meth
     method = logic.pick(method or initial.get("method"), methods_all,
                         "K-FAC" if "K-FAC" in methods_all else methods_all[0])
     alphas = meta["alphas"]
-    alpha = logic.pick(alpha or initial.get("alpha"), alphas, alphas[0] if alphas else None)
+    alpha = logic.pick(alpha or initial.get("alpha"), alphas,
+                       "0.5" if "0.5" in alphas else (alphas[0] if alphas else None))
     n_test = meta.get("n_test") or 1
     test = logic.parse_int(test if test is not None else initial.get("test"), 0, lo=0,
                            hi=n_test - 1)
@@ -504,9 +505,9 @@ def act(_cancel, _retry, _delete, sid, auth):
 
 clientside_callback(
     logic.url_sync_js(["method", "test", "alpha", "methods", "block", "overlap", "k"],
-                      {"block": WHOLE, "overlap": "eigenbasis"}),
+                      {"block": WHOLE, "overlap": "eigenbasis", "test": 0}, {"methods": 7}),
     Output("study-url", "data"),
     Input("study-method", "value"), Input("study-test", "value"),
     Input("study-alpha", "value"), Input("spectra-methods", "value"),
     Input("spectra-block", "value"), Input("align-kind", "value"), Input("align-k", "value"),
-    prevent_initial_call=True)
+    State("spectra-methods", "options"), prevent_initial_call=True)

@@ -46,6 +46,9 @@ def test_url_sync_js_names_every_key_and_defaults():
     assert json.dumps(["method", "block"]) in js
     assert '"block": "__whole__"' in js
     assert "history.replaceState" in js
+    with_options = logic.url_sync_js(["methods", "k"], None, {"methods": 2})
+    assert with_options.startswith("function(v0, v1, v2)")
+    assert 'const allOf = {"methods": 2}' in with_options
 
 
 def test_list_params_normalise_what_the_url_says():
