@@ -445,6 +445,8 @@ def parse_field(kind: str, value: Any, nullable: bool = False) -> Any:
     sent as it is, so the API's own message explains what is wrong with it."""
     if kind in ("enum", "methods"):
         return value
+    if kind == "dataset":
+        return value or None
     if kind == "bool":
         return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
     text = "" if value is None else str(value).strip()

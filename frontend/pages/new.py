@@ -63,6 +63,13 @@ def _input(field: dict, value) -> object:
     if kind == "methods":
         return dcc.Checklist(id=ident, value=list(value or []), inline=True,
                              options=field.get("options") or [])
+    if kind == "dataset":
+        options = list(field.get("options") or [])
+        if value and value not in [o["value"] for o in options]:
+            options.append({"label": str(value), "value": value})
+        return dcc.Dropdown(id=ident, options=options, value=value, clearable=True,
+                            placeholder="(none: a built-in data set)",
+                            className="field-input")
     return dcc.Input(id=ident, type="text", value=logic.value_to_text(kind, value),
                      debounce=0.35, className="input",
                      placeholder="(default)" if field["nullable"] else None,
@@ -91,6 +98,13 @@ def build_form(preset):
     except ApiError as exc:
         return (html.P("The form needs the API's schema.", className="muted"), None,
                 api_error(exc, "Could not load the study form"))
+    try:
+        datasets = client.datasets()
+    except ApiError:
+        datasets = []  # the form still works with the built-in data sets
+    dataset_options = [{"label": f"{d['name']} (#{d['id']}: {d['n_rows']} rows, "
+                                 f"{d['n_features']} features, {d['n_classes']} classes)",
+                        "value": d["reference"]} for d in datasets]
     sections = logic.form_sections(schema)
     method_options = [{"label": html.Span(f" {m['name']}", title=m.get("description")),
                        "value": m["name"]} for m in methods]
@@ -101,6 +115,10 @@ def build_form(preset):
         for field in section["fields"]:
             if field["kind"] == "methods":
                 field = {**field, "options": method_options}
+            elif field["path"] == "data.path":  # the service reads only uploaded files
+                field = {**field, "kind": "dataset", "options": dataset_options,
+                         "description": "An uploaded data set (POST /api/v1/datasets), used "
+                         "with Name = file."}
             fields.append({k: field[k] for k in ("path", "kind", "nullable")})
             rows.append(_field_row(field, logic.get_path(base, field["path"])))
         children.append(card(section["title"], [
@@ -129,9 +147,9 @@ def validate(values, ids, state):
     except ApiError as exc:
         if exc.status != 422:
             return ([""] * n, api_error(exc, "Could not check the spec"), None, True, body)
-        per_field, others = logic.split_errors(exc.errors, [i["path"] for i in ids])
-        summary = alert(exc.detail, "error", "Not valid:",
-                        [f"{e.get('field')}: {e.get('message')}" for e in others] or None)
+        # the detail names every field; the fields of the form also show their own message
+        per_field, _others = logic.split_errors(exc.errors, [i["path"] for i in ids])
+        summary = alert(exc.detail, "error", "Not valid:")
         return ([per_field.get(i["path"], "") for i in ids], summary, None, True, body)
     existing = answer.get("existing_study_id")
     note = [alert("The API accepts this spec.", "ok")]

@@ -183,6 +183,8 @@ def test_parse_field_sends_what_it_cannot_parse_for_the_api_to_explain():
     assert logic.parse_field("int_or_str", "label") == "label"
     assert logic.parse_field("bool", False) is False
     assert logic.parse_field("methods", ["H"]) == ["H"]
+    assert logic.parse_field("dataset", None) is None
+    assert logic.parse_field("dataset", "dataset:3") == "dataset:3"
     assert logic.value_to_text("list_int", [64, 32]) == "64, 32"
     assert logic.value_to_text("float", None) == ""
 
