@@ -70,12 +70,21 @@ def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstra
             with np.errstate(invalid="ignore", divide="ignore"):
                 rho = (weights * target_ranks * ranks).sum(1) / np.sqrt(
                     target_norm * (weights * ranks**2).sum(1))
-            out[name]["bootstrap"][start:stop] = np.nanmean(rho, axis=-1)
+            out[name]["bootstrap"][start:stop] = _mean_over_valid(rho)
     tail = (1 - confidence) / 2
     for entry in out.values():
         low, high = np.nanquantile(entry["bootstrap"], [tail, 1 - tail])
         entry["ci_low"], entry["ci_high"] = float(low), float(high)
     return out
+
+
+def _mean_over_valid(rho: np.ndarray) -> np.ndarray:
+    """Mean over test points of the finite correlations; NaN for a resample with none (all
+    columns constant), without numpy's empty-slice warning."""
+    valid = np.isfinite(rho)
+    counts = valid.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, rho, 0.0).sum(axis=-1) / np.where(counts > 0, counts, np.nan)
 
 
 def _weighted_spearman(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray:
