@@ -109,6 +109,23 @@ def time_it(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> Timi
     return Timing(times, result)
 
 
+def time_interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
+    """Like ``time_it`` for several functions, run round-robin (one call of each per round) so
+    that a burst of other work on the machine hits every contender alike; best-of then filters
+    it out. Returns name → Timing (each with its last result)."""
+    results = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            results[name] = fn()
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(times[name], results[name]) for name in fns}
+
+
 def matmul_gflops(n: int = 4096, repeats: int = 3, dtype=torch.float64) -> float:
     """Best achieved rate (GFLOP/s, 2·n³ flops) of an n × n float64 matmul on this machine
     with torch's current thread count: the yardstick for the achieved rates."""
@@ -150,7 +167,10 @@ def header(title: str) -> dict:
 
 
 def emit(figures: dict) -> None:
-    """The LAST output line: one JSON object."""
+    """The LAST output line: one JSON object (with the 1-min load at the end added to its
+    ``machine`` entry, a hint of whether other work shared the CPUs during the run)."""
+    if isinstance(figures.get("machine"), dict):
+        figures["machine"]["load_1min_at_end"] = round(load_average(), 2)
     sys.stdout.flush()
     print(json.dumps(figures, sort_keys=False, default=_jsonable), flush=True)
 

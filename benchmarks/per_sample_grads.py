@@ -7,8 +7,9 @@ float64, freshly initialised).
 How: ``curvscope.attribution.gradients.per_sample_gradients`` (vmap of grad of functional_call,
 chunk size 1024) against the obvious baseline, a Python loop over the examples that runs a
 forward and a backward pass for each single example and collects the parameters' ``.grad``
-into a row. Each is warmed up once, then timed with ``time.perf_counter`` (best and median of a
-few repeats). Both must agree to max |Δ| ≤ 1e-10.
+into a row. Each is warmed up once, then timed with ``time.perf_counter`` (best and median of
+``--repeats``, default 7, the three contenders interleaved round-robin so that bursts of other
+work on a shared machine hit all alike). Both must agree to max |Δ| ≤ 1e-10.
 
 Also timed, for reference only: the same vmap(grad) taken with respect to the dict of
 parameter tensors (no flat θ inside the vmapped function, chunk_size=None) and concatenated
@@ -24,7 +25,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from _common import describe_model, emit, header, load_problem, parse_args, peak_rss_mib, time_it
+from _common import (
+    describe_model,
+    emit,
+    header,
+    load_problem,
+    parse_args,
+    peak_rss_mib,
+    time_interleaved,
+)
 from torch.func import functional_call, grad, vmap
 
 from curvscope.attribution.gradients import per_sample_gradients
@@ -64,15 +73,17 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     info = header("per-sample gradients: torch.func vmap (curvscope) vs per-example loop")
     model, X, y = load_problem(n_train=200 if args.quick else None)
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 7)
     print(f"   {describe_model(model)}, N = {X.shape[0]}, float64")
 
-    vmap_t = time_it(lambda: per_sample_gradients(model, X, y), repeats=repeats)
+    timings = time_interleaved({
+        "vmap": lambda: per_sample_gradients(model, X, y),
+        "loop": lambda: loop_gradients(model, X, y),
+        "dict": lambda: param_dict_gradients(model, X, y),
+    }, repeats=repeats)
+    vmap_t, loop_t, dict_t = timings["vmap"], timings["loop"], timings["dict"]
     print(f"curvscope per_sample_gradients (vmap): {vmap_t}")
-    loop_t = time_it(lambda: loop_gradients(model, X, y), repeats=max(1, repeats - 2))
     print(f"per-example loop (forward+backward):   {loop_t}")
-
-    dict_t = time_it(lambda: param_dict_gradients(model, X, y), repeats=repeats)
     print(f"reference: vmap over parameter dict:   {dict_t}")
 
     max_diff = (vmap_t.result - loop_t.result).abs().max().item()

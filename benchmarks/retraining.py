@@ -86,7 +86,8 @@ def main() -> None:
     print(f"speed-up: {ratio:.1f}× (target ≥ 10)")
     print(json.dumps({
         "benchmark": "retraining", "n_models": n_models, "epochs": epochs,
-        "subset_size": len(subsets[0]), "params": int(sum(p.numel() for p in template.parameters())),
+        "subset_size": len(subsets[0]),
+        "params": int(sum(p.numel() for p in template.parameters())),
         "batched_seconds": round(batched, 3), "sequential_seconds": round(seq, 3),
         "batched_model_epochs_per_s": round(batched_throughput, 1),
         "sequential_model_epochs_per_s": round(sequential_throughput, 2),

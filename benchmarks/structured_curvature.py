@@ -5,7 +5,9 @@ corrected eigenvalues) on the default problem (digits, N = 1,617, MLP 64→64→
 bias, d = 6,570, float64, freshly initialised), one block per layer (weight and bias together).
 ``--quick`` uses hidden [16, 16] and 400 points.
 
-How, per library (each warmed up once, then best/median of a few ``time.perf_counter`` runs):
+How, per library (each warmed up once, then best/median of ``--repeats`` (default 7)
+``time.perf_counter`` runs, the six fits interleaved round-robin so that bursts of other work
+on a shared machine hit all alike):
 
 * curvscope: ``kfac.build(ctx)`` / ``ekfac.build(ctx)`` on a fresh ``CurvatureContext`` each
   time (exact type-2 factors, C = 10 backward passes, then ``eigh`` of every factor; EK-FAC adds
@@ -49,7 +51,7 @@ from _common import (
     parse_args,
     peak_rss_mib,
     rel_fro,
-    time_it,
+    time_interleaved,
 )
 from curvlinops import EKFACLinearOperator, FisherType, KFACLinearOperator
 
@@ -131,11 +133,10 @@ def main() -> None:
     hidden = (16, 16) if args.quick else (64, 32)
     model, X, y = load_problem(hidden=hidden, n_train=400 if args.quick else None)
     d, n = n_params(model), X.shape[0]
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 7)
     print(f"   {describe_model(model)}, N = {n}, float64, one block per layer")
     warnings.filterwarnings("ignore", category=FutureWarning)  # kronfluence's GradScaler
 
-    times = {}
     results = {}
     runs = {
         ("curvscope", "kfac"): lambda: curvscope_fit(kfac.build, model, X, y),
@@ -147,9 +148,8 @@ def main() -> None:
         fit = kronfluence_fitter(model, X, y, workdir)
         runs[("kronfluence", "kfac")] = lambda: fit("kfac")
         runs[("kronfluence", "ekfac")] = lambda: fit("ekfac")
-        for (library, method), fn in runs.items():
-            timing = time_it(fn, repeats=repeats)
-            times[(library, method)] = timing
+        times = time_interleaved(runs, repeats=repeats)
+        for (library, method), timing in times.items():
             results[(library, method)] = timing.result
             print(f"{library:<11} {method:<5} {timing}")
 
