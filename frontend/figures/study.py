@@ -77,7 +77,7 @@ def spectra_figure(arrays: dict, methods: list[str], block: str | None = None,
     ``max_points`` thins each curve to about that many log-spaced ranks (exact values at
     those ranks), which keeps a large spectrum quick to send and draw as SVG."""
     fig = go.Figure()
-    scatter = go.Scatter if max_points is not None else go.Scattergl
+    scatter = go.Scatter  # SVG, in the cartesian plotly.js bundle the dashboard serves
     for name in ordered_methods(methods):
         key = f"eigenvalues/{name}" if block is None else f"block_eigenvalues/{name}/{block}"
         if key not in arrays:
@@ -132,6 +132,16 @@ def _at_k(curve: dict, k: int) -> float | None:
     return curve[str(usable[-1])] if usable else None
 
 
+def waterfall_bars(labels: list[str], values: list, name: str) -> go.Bar:
+    """A waterfall drawn as floating bars (each step starts where the previous ended), so it
+    needs only the bar trace of plotly.js's cartesian bundle; green rises, red falls."""
+    numbers = [0.0 if v is None else float(v) for v in values]
+    bases = np.concatenate([[0.0], np.cumsum(numbers)[:-1]])
+    return go.Bar(x=labels, y=numbers, base=bases, name=name, showlegend=False,
+                  meta="waterfall", text=[f"{v:+.3g}" for v in numbers],
+                  marker_color=["#2ca02c" if v >= 0 else "#d62728" for v in numbers])
+
+
 def decomposition_figure(results: dict, alpha: str | None = None,
                          theme: str = "light") -> go.Figure:
     """Waterfalls along H → GGN → GGN-blockdiag → EK-FAC → K-FAC: the Frobenius error of each
@@ -144,22 +154,21 @@ def decomposition_figure(results: dict, alpha: str | None = None,
     if steps:
         relative = [s["relative_to_H"] if s["relative_to_H"] is not None else s[
             "relative_to_GGN"] for s in steps]
-        fig.add_trace(go.Waterfall(x=[f"{s['from']}→{s['to']}" for s in steps], y=relative,
-                                   name="‖ΔM‖ / ‖H‖", showlegend=False), row=1, col=1)
+        fig.add_trace(waterfall_bars([f"{s['from']}→{s['to']}" for s in steps], relative,
+                                     "‖ΔM‖ / ‖H‖"), row=1, col=1)
     lost = decomposition.get("lds_lost") or (results.get("groundtruth") or {}).get("lds_lost")
     if lost:
         key = alpha or str((results.get("groundtruth") or {}).get("alphas", [None])[0])
-        fig.add_trace(go.Waterfall(x=[f"{s['from']}→{s['to']}" for s in lost],
-                                   y=[(s["lds_lost"].get(key) or {}).get("value")
-                                      for s in lost],
-                                   name=f"LDS lost (α = {key})", showlegend=False), row=1, col=2)
+        fig.add_trace(waterfall_bars([f"{s['from']}→{s['to']}" for s in lost],
+                                     [(s["lds_lost"].get(key) or {}).get("value") for s in lost],
+                                     f"LDS lost (α = {key})"), row=1, col=2)
     shares = decomposition.get("ggn_to_kfac") or decomposition.get("kfac_error")
     if shares:
         labels = [("cross-layer", "cross_layer_share"), ("eigenbasis", "eigenbasis_share"),
                   ("eigenvalue", "eigenvalue_share")]
         present = [(label, shares[key]) for label, key in labels if key in shares]
         fig.add_trace(go.Bar(x=[p[0] for p in present], y=[100 * p[1] for p in present],
-                             name="share of ‖G − K‖²", showlegend=False,
+                             name="share of ‖G − K‖²", showlegend=False, meta="split",
                              text=[f"{100 * p[1]:.1f} %" for p in present]), row=1, col=3)
         fig.update_yaxes(title_text="% of ‖G − K‖²", row=1, col=3)
     return _layout(fig, "Error decomposition along the chain", theme)
