@@ -210,7 +210,7 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
                                                    lambda info=info: info.build(ctx))
             if info.dense_matrix and not ctx.has(info.dense_matrix):
                 # reused from the cache: the matrix is its eigen-decomposition recomposed
-                ctx._memo[info.dense_matrix] = operators[name].to_dense()
+                ctx.adopt_dense(info.dense_matrix, operators[name].to_dense())
     operators = {name: operators[name] for name in spec.curvature.methods}
 
     scores: dict[str, torch.Tensor] = {}

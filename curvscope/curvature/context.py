@@ -75,6 +75,13 @@ class CurvatureContext:
     def has(self, key: str) -> bool:
         return key in self._memo
 
+    def adopt_dense(self, key: str, matrix: torch.Tensor) -> None:
+        """Take a dense H or G computed elsewhere (e.g. recomposed from a cached operator's
+        eigendecomposition) as this context's own, so nothing recomputes it."""
+        if key not in ("hessian", "ggn"):
+            raise ValueError(f"only 'hessian' or 'ggn' can be adopted, not {key!r}")
+        self._memo[key] = matrix
+
     def _memoise(self, key, compute):
         if key not in self._memo:
             self._memo[key] = compute()
