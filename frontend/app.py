@@ -15,6 +15,7 @@ and write only through the REST API (:mod:`frontend.api_client`).
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -74,7 +75,14 @@ def build_dash() -> Dash:
         app = Dash("frontend", server=server, backend="fastapi", use_pages=True,
                    pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
                    suppress_callback_exceptions=True, title=TITLE, update_title=None,
-                   on_error=_on_error, compress=True)
+                   on_error=_on_error, compress=True,
+                   # async page router: a page's layout may be a coroutine (the study page
+                   # awaits the study and its figures off the event loop)
+                   use_async=True,
+                   # plotly.js is run by assets/plotly-preload.js, not by a script tag
+                   assets_path_ignore=["vendor"],
+                   # a page's layout may draw figures in the theme the browser keeps
+                   routing_callback_inputs={"app_state": State("app-state", "data")})
         # no websocket callbacks here: without this the renderer still opens a websocket on
         # every page (a warning in the API's log when uvicorn has no websocket library)
         app.backend.websocket_capability = False
@@ -124,7 +132,11 @@ def _add_catchall(app: Dash, server: FastAPI) -> None:
         token = set_current_request(request) if set_current_request else None
         try:
             for hook in getattr(app.backend, "_before_request_funcs", []):
-                hook()  # first request: Dash reads its assets and sets up the page router
+                # first request: Dash reads its assets and sets up the page router (whose
+                # clientside callback must be in this very page)
+                done = hook()
+                if inspect.isawaitable(done):
+                    await done
             return Response(content=app.index(), media_type="text/html")
         finally:
             if token is not None:

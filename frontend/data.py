@@ -156,6 +156,31 @@ def load_arrays(client: ApiClient, study: dict, names: Iterable[str],
     return {name: value for name, value in pairs if value is not None}
 
 
+def _figure_size(figure: Any) -> int:
+    """Roughly the bytes of a figure dict: its numpy arrays plus a little for the rest."""
+    def walk(value: Any) -> int:
+        if isinstance(value, np.ndarray):
+            return int(value.nbytes) + (60 * value.size if value.dtype == object else 0)
+        if isinstance(value, dict):
+            return sum(walk(v) for v in value.values()) + 64
+        if isinstance(value, list | tuple):
+            return sum(walk(v) for v in value) + 16
+        return 16
+    return walk(figure) + 4096
+
+
+def cached_figure(client: ApiClient, study: dict, key: tuple, build: Callable[[], Any]):
+    """A figure of a succeeded study, built once per ``key`` (what it shows: figure, choices,
+    theme) and kept as plotly's JSON-ready dict: the study's results never change, and building
+    a figure (plotly validates every property) costs more than the page's other work. An
+    exception from ``build`` is raised and nothing is kept."""
+    def plain():
+        figure = build()
+        return figure.to_plotly_json() if hasattr(figure, "to_plotly_json") else figure
+
+    return CACHE.get_or_fetch(("figure", *study_key(client, study), *key), plain, _figure_size)
+
+
 def load_details(client: ApiClient, studies: list[dict]) -> dict[int, dict]:
     """GET /studies/{id} for each listed study, in parallel; a detail is cached under the
     study's hash and finish time (its spec never changes)."""

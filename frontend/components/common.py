@@ -84,11 +84,13 @@ def section(children: Any, **kwargs) -> html.Div:
     return html.Div(children, className="section", **kwargs)
 
 
-def graph(id: str, height: int | None = 420, **kwargs) -> dcc.Graph:
+def graph(id: str, height: int | None = 420, figure: Any = None, **kwargs) -> dcc.Graph:
+    """A graph showing ``figure``, else an empty placeholder until a callback fills it."""
     style = {"height": f"{height}px"} if height else {}
-    placeholder = empty_figure("")
-    placeholder["layout"]["meta"] = {"placeholder": True}  # replaced once the data arrives
-    return dcc.Graph(id=id, figure=placeholder, style=style,
+    if figure is None:
+        figure = empty_figure("")
+        figure["layout"]["meta"] = {"placeholder": True}  # replaced once the data arrives
+    return dcc.Graph(id=id, figure=figure, style=style,
                      config={"displaylogo": False, "toImageButtonOptions": {"format": "png"},
                              "responsive": True}, className="graph", **kwargs)
 

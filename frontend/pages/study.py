@@ -23,7 +23,14 @@ from frontend.components import (
     kv_table,
     progress_bar,
 )
-from frontend.data import CACHE, FETCH_POOL, load_arrays, load_results, study_key
+from frontend.data import (
+    CACHE,
+    FETCH_POOL,
+    cached_figure,
+    load_arrays,
+    load_results,
+    study_key,
+)
 from frontend.figures import (
     alignment_figure,
     decomposition_figure,
@@ -49,8 +56,15 @@ def _control(label: str, component, id_: str | None = None) -> html.Div:
     return html.Div(className="control", children=[html.Label(label, htmlFor=id_), component])
 
 
-def layout(study_id=None, method=None, methods=None, block=None, test=None, alpha=None,
-           k=None, overlap=None, **_):
+async def layout(study_id=None, method=None, methods=None, block=None, test=None,
+                 alpha=None, k=None, overlap=None, app_state=None, **_):
+    """The whole page as the study stands now, figures included.
+
+    The page router awaits this (``app_state`` is the theme, a routing State), so a finished
+    study's page arrives with every figure of its view in one response: no placeholder is
+    drawn and no callback round trip precedes the figures. The work runs off the event loop
+    (:func:`first_view`). Afterwards the callbacks below change what the selectors change, and
+    poll a queued or running study until it ends."""
     sid = logic.parse_int(study_id)
     if sid is None or sid < 1:
         return alert(f"{study_id!r} is not a study id; the studies are listed on the "
@@ -58,84 +72,105 @@ def layout(study_id=None, method=None, methods=None, block=None, test=None, alph
     initial = {"method": method, "methods": logic.parse_list(methods) or None,
                "block": block, "test": logic.parse_int(test, None, lo=0), "alpha": alpha,
                "k": logic.parse_int(k), "overlap": overlap}
+    overlap = logic.pick(overlap, ["eigenbasis", "eigenvalue"], "eigenbasis")
+    view = await first_view(sid, initial, overlap, _theme(app_state))
+    return page(sid, initial, overlap, view)
+
+
+def page(sid: int, initial: dict, overlap: str, view: dict) -> html.Div:
+    """The page's components, filled from ``view`` (:func:`study_view` and the figures)."""
+    figures = view.get("figures", {})
+
+    def figure_graph(id_: str, height: int | None) -> dcc.Graph:
+        return graph(id_, height, figure=figures.get(id_))
+
     head = html.Div(className="page-head", children=[
-        html.H1(f"Study #{sid}", id="study-title"),
-        html.Span(id="study-chip"),
+        html.H1(view["title"], id="study-title"),
+        html.Span(view["chip"], id="study-chip"),
         html.Div(className="grow"),
-        html.Button("Cancel", id="study-cancel", className="button ghost", hidden=True),
-        html.Button("Retry", id="study-retry", className="button ghost", hidden=True),
+        html.Button("Cancel", id="study-cancel", className="button ghost",
+                    hidden=view["cancel_hidden"]),
+        html.Button("Retry", id="study-retry", className="button ghost",
+                    hidden=view["retry_hidden"]),
         dcc.ConfirmDialogProvider(
             html.Button("Delete", id="study-delete-button", className="button danger",
-                        hidden=True),
+                        hidden=view["delete_hidden"]),
             id="study-delete", message=f"Delete study #{sid} and its files? This cannot be "
             "undone."),
     ])
     toolbar = html.Div(className="row", children=[
-        _control("Method (ground truth)", dcc.Dropdown(id="study-method", clearable=False,
-                                                        style={"minWidth": "170px"}),
-                 "study-method"),
+        _control("Method (ground truth)", dcc.Dropdown(
+            id="study-method", clearable=False, style={"minWidth": "170px"},
+            options=view["method_options"], value=view["method"]), "study-method"),
         _control("Test point", dcc.Input(id="study-test", type="number", min=0, step=1,
-                                         value=initial["test"], debounce=0.5,
-                                         className="input", style={"width": "90px"}),
+                                         value=view["test"], max=view["test_max"],
+                                         debounce=0.5, className="input",
+                                         style={"width": "90px"}),
                  "study-test"),
-        _control("α (subset fraction)", dcc.Dropdown(id="study-alpha", clearable=False,
-                                                     style={"minWidth": "110px"}),
-                 "study-alpha"),
-        html.Div(id="study-test-note", className="small muted"),
+        _control("α (subset fraction)", dcc.Dropdown(
+            id="study-alpha", clearable=False, style={"minWidth": "110px"},
+            options=view["alpha_options"], value=view["alpha"]), "study-alpha"),
+        html.Div(view.get("test_note"), id="study-test-note", className="small muted"),
     ])
     spectra_controls = html.Div(className="row", children=[
         _control("Methods", dcc.Checklist(id="spectra-methods", inline=True,
-                                          className="checklist")),
+                                          className="checklist",
+                                          options=view["spectra_options"],
+                                          value=view["spectra_methods"])),
         _control("Matrix", dcc.Dropdown(id="spectra-block", clearable=False,
-                                        style={"minWidth": "160px"}), "spectra-block"),
+                                        style={"minWidth": "160px"},
+                                        options=view["block_options"], value=view["block"]),
+                 "spectra-block"),
     ])
     align_controls = html.Div(className="row", children=[
         _control("Overlap", dcc.RadioItems(
-            id="align-kind", inline=True, value=logic.pick(overlap, ["eigenbasis",
-                                                                     "eigenvalue"],
-                                                           "eigenbasis"),
+            id="align-kind", inline=True, value=overlap,
             options=[{"label": " eigenbasis (top-k)", "value": "eigenbasis"},
                      {"label": " eigenvalue", "value": "eigenvalue"}])),
-        _control("k", dcc.RadioItems(id="align-k", inline=True, className="k-choice")),
+        _control("k", dcc.RadioItems(id="align-k", inline=True, className="k-choice",
+                                     options=view["k_options"], value=view["k"])),
     ])
-    body = html.Div(id="study-body", hidden=True, children=[
+    examples = figure_graph("fig-examples", None)
+    if view.get("examples_style"):
+        examples.style = view["examples_style"]
+    body = html.Div(id="study-body", hidden=view["body_hidden"], children=[
         card("Selection", toolbar),
         html.Div(className="grid-2", children=[
             card("Attribution quality (LDS)", [
-                graph("fig-lds", 430),
+                figure_graph("fig-lds", 430),
                 html.P("Bars: mean Spearman correlation over test points between predicted "
                        "and retrained loss changes; whiskers: 95 % bootstrap interval; dashed: "
                        "seed-noise ceiling.", className="figure-note")]),
             card("Ground truth", [
-                graph("fig-gt", 430),
+                figure_graph("fig-gt", 430),
                 html.P("Each point is one random training subset: the loss change the method "
                        "predicts against the one measured by retraining.",
                        className="figure-note")]),
         ]),
-        card("Spectra", [spectra_controls, graph("fig-spectra", 440)]),
-        card("Alignment with the GGN block", [align_controls, graph("fig-align", 400)]),
+        card("Spectra", [spectra_controls, figure_graph("fig-spectra", 440)]),
+        card("Alignment with the GGN block", [align_controls, figure_graph("fig-align", 400)]),
         card("Error decomposition", [
-            graph("fig-decomp", 440),
+            figure_graph("fig-decomp", 440),
             html.P("Left: Frobenius norm of each step's change, relative to ‖H‖; middle: LDS "
                    "lost at each step at the chosen α; right: K-FAC's error split into "
                    "cross-layer, eigenbasis and eigenvalue shares.", className="figure-note")]),
-        card("Examples", [graph("fig-examples", None)], id="examples-card"),
+        card("Examples", [examples], id="examples-card"),
         card("Curvature matrices", html.Div(className="grid-3", children=[
-            graph(f"fig-heat-{name}", 400) for name, _ in HEATMAPS])),
+            figure_graph(f"fig-heat-{name}", 400) for name, _ in HEATMAPS])),
     ])
     return html.Div([
         dcc.Store(id="study-id", data=sid),
         dcc.Store(id="study-initial", data=initial),
-        dcc.Store(id="study-meta"),
+        dcc.Store(id="study-meta", data=view["meta"]),
         dcc.Store(id="study-action"),
         dcc.Store(id="study-url"),
         dcc.Location(id="study-redirect", refresh="callback-nav"),
-        dcc.Interval(id="study-poll", interval=POLL_MS, disabled=True),
+        dcc.Interval(id="study-poll", interval=POLL_MS, disabled=view["poll_disabled"]),
         head,
-        html.Div(id="study-status"),
-        html.Div(id="study-error"),
+        html.Div(view["status"], id="study-status"),
+        html.Div(view["error"], id="study-error"),
         body,
-        html.Div(id="study-provenance"),
+        html.Div(view["provenance"], id="study-provenance"),
     ])
 
 
@@ -184,40 +219,61 @@ def _quiet(fn, *args):
         pass
 
 
-@callback(
-    Output("study-title", "children"), Output("study-chip", "children"),
-    Output("study-status", "children"), Output("study-error", "children"),
-    Output("study-body", "hidden"), Output("study-poll", "disabled"),
-    Output("study-meta", "data"),
-    Output("study-cancel", "hidden"), Output("study-retry", "hidden"),
-    Output("study-delete-button", "hidden"),
-    Output("study-method", "options"), Output("study-method", "value"),
-    Output("study-alpha", "options"), Output("study-alpha", "value"),
-    Output("study-test", "max"), Output("study-test", "value"),
-    Output("spectra-methods", "options"), Output("spectra-methods", "value"),
-    Output("spectra-block", "options"), Output("spectra-block", "value"),
-    Output("align-k", "options"), Output("align-k", "value"),
-    Output("study-provenance", "children"),
-    Input("study-id", "data"), Input("study-poll", "n_intervals"),
-    Input("study-action", "data"),
-    State("study-initial", "data"), State("study-meta", "data"),
-    State("study-method", "value"), State("study-alpha", "value"),
-    State("study-test", "value"), State("spectra-methods", "value"),
-    State("spectra-block", "value"), State("align-k", "value"))
-@threaded
-def load_study(sid, _tick, _action, initial, old_meta, method, alpha, test, methods, block, k):
-    n_out = 23
-    client = get_client()
+#: what :func:`study_view` returns, in the order of :func:`load_study`'s outputs
+VIEW_OUTPUTS = [
+    ("title", Output("study-title", "children")), ("chip", Output("study-chip", "children")),
+    ("status", Output("study-status", "children")), ("error", Output("study-error", "children")),
+    ("body_hidden", Output("study-body", "hidden")),
+    ("poll_disabled", Output("study-poll", "disabled")),
+    ("meta", Output("study-meta", "data")),
+    ("cancel_hidden", Output("study-cancel", "hidden")),
+    ("retry_hidden", Output("study-retry", "hidden")),
+    ("delete_hidden", Output("study-delete-button", "hidden")),
+    ("method_options", Output("study-method", "options")),
+    ("method", Output("study-method", "value")),
+    ("alpha_options", Output("study-alpha", "options")),
+    ("alpha", Output("study-alpha", "value")),
+    ("test_max", Output("study-test", "max")), ("test", Output("study-test", "value")),
+    ("spectra_options", Output("spectra-methods", "options")),
+    ("spectra_methods", Output("spectra-methods", "value")),
+    ("block_options", Output("spectra-block", "options")),
+    ("block", Output("spectra-block", "value")),
+    ("k_options", Output("align-k", "options")), ("k", Output("align-k", "value")),
+    ("provenance", Output("study-provenance", "children")),
+]
+VIEW_KEYS = [key for key, _ in VIEW_OUTPUTS]
+SELECTOR_KEYS = ["method_options", "method", "alpha_options", "alpha", "test_max", "test",
+                 "spectra_options", "spectra_methods", "block_options", "block", "k_options",
+                 "k"]
+
+
+def blank_view(sid: int) -> dict:
+    """The page before anything is known of the study (what an API error leaves)."""
+    return {"title": f"Study #{sid}", "chip": None, "status": None, "error": None,
+            "body_hidden": True, "poll_disabled": True, "meta": None, "cancel_hidden": True,
+            "retry_hidden": True, "delete_hidden": True, "method_options": [], "method": None,
+            "alpha_options": [], "alpha": None, "test_max": None, "test": None,
+            "spectra_options": [], "spectra_methods": [], "block_options": [], "block": None,
+            "k_options": [], "k": None, "provenance": None}
+
+
+def study_view(client, sid: int, initial: dict | None, current: dict | None = None,
+               old_meta: dict | None = None) -> dict:
+    """The study's state on the page (title, chip, status, buttons, provenance) and the
+    selectors' choices and values: the URL's ``initial`` view, else ``current`` values, else
+    defaults (K-FAC, α = 0.5, test point 0, every method, the whole matrix, the study's k).
+    Values left as ``no_update`` keep what the page shows: everything but the study's state
+    when ``old_meta`` already describes the same finished study, and all but the error (and
+    whether to keep polling) when the API cannot be reached."""
+    current = current or {}
     try:
         detail = client.study(sid)
     except ApiError as exc:
-        out = [no_update] * n_out
-        out[3] = api_error(exc, f"Could not load study #{sid}")
-        out[5] = exc.status not in (0,) and exc.status < 500  # keep polling if transient
-        out[4] = True
-        return out
+        view = dict.fromkeys(VIEW_KEYS, no_update)
+        view.update(error=api_error(exc, f"Could not load study #{sid}"), body_hidden=True,
+                    poll_disabled=exc.status not in (0,) and exc.status < 500)  # transient
+        return view
     state = detail["state"]
-    title = f"#{sid} {detail.get('name') or ''}".strip()
     active = state in logic.ACTIVE
     results, error = None, None
     if state == "succeeded":
@@ -226,41 +282,97 @@ def load_study(sid, _tick, _action, initial, old_meta, method, alpha, test, meth
         except ApiError as exc:
             error = api_error(exc, "Could not load the results")
     meta = logic.study_meta(detail, results)
-    actions = (not active, state not in ("failed", "cancelled"), active)
+    view = {"title": f"#{sid} {detail.get('name') or ''}".strip(), "chip": chip(state),
+            "status": _status_block(detail), "error": error, "cancel_hidden": not active,
+            "retry_hidden": state not in ("failed", "cancelled"), "delete_hidden": active}
     if old_meta and old_meta.get("ready") and meta.get("ready") and \
             old_meta.get("spec_hash") == meta.get("spec_hash"):
         # nothing new for the figures: leave the selectors as they are
-        return [title, chip(state), _status_block(detail), error, False, True, no_update,
-                *actions, *[no_update] * 12, no_update]
-    provenance = _provenance(detail, results, client)
+        view.update(body_hidden=False, poll_disabled=True, meta=no_update,
+                    provenance=no_update, **dict.fromkeys(SELECTOR_KEYS, no_update))
+        return view
+    view["provenance"] = _provenance(detail, results, client)
     if not meta.get("ready"):
-        return [title, chip(state), _status_block(detail), error, True, not active, meta,
-                *actions, [], None, [], None, None, None, [], [], [], None, [], None,
-                provenance]
+        view.update(body_hidden=True, poll_disabled=not active, meta=meta,
+                    **{key: value for key, value in blank_view(sid).items()
+                       if key in SELECTOR_KEYS})
+        return view
     _prefetch(client, detail, meta)
     initial = initial or {}
     methods_all = meta["methods"]
-    method = logic.pick(method or initial.get("method"), methods_all,
+    method = logic.pick(current.get("method") or initial.get("method"), methods_all,
                         "K-FAC" if "K-FAC" in methods_all else methods_all[0])
     alphas = meta["alphas"]
-    alpha = logic.pick(alpha or initial.get("alpha"), alphas,
+    alpha = logic.pick(current.get("alpha") or initial.get("alpha"), alphas,
                        "0.5" if "0.5" in alphas else (alphas[0] if alphas else None))
     n_test = meta.get("n_test") or 1
+    test = current.get("test")
     test = logic.parse_int(test if test is not None else initial.get("test"), 0, lo=0,
                            hi=n_test - 1)
-    chosen = [m for m in (methods or initial.get("methods") or methods_all) if m in methods_all]
+    chosen = [m for m in (current.get("methods") or initial.get("methods") or methods_all)
+              if m in methods_all]
     blocks = [{"label": "whole matrix", "value": WHOLE}] + [
         {"label": f"block {b}", "value": b} for b in meta["blocks"]]
-    block = logic.pick(block or initial.get("block"), [WHOLE, *meta["blocks"]], WHOLE)
+    block = logic.pick(current.get("block") or initial.get("block"),
+                       [WHOLE, *meta["blocks"]], WHOLE)
     ks = meta["ks"]
-    k = logic.nearest_k(k or initial.get("k"), ks, meta.get("k"))
-    return [title, chip(state), _status_block(detail), error, False, True, meta, *actions,
-            logic.method_options(meta), method,
-            [{"label": f"α = {a}", "value": a} for a in alphas], alpha,
-            n_test - 1, test,
-            logic.method_options(meta), chosen or methods_all, blocks, block,
-            [{"label": f" {j}", "value": j} for j in ks], k,
-            provenance]
+    view.update(
+        body_hidden=False, poll_disabled=True, meta=meta,
+        method_options=logic.method_options(meta), method=method,
+        alpha_options=[{"label": f"α = {a}", "value": a} for a in alphas], alpha=alpha,
+        test_max=n_test - 1, test=test,
+        spectra_options=logic.method_options(meta), spectra_methods=chosen or methods_all,
+        block_options=blocks, block=block,
+        k_options=[{"label": f" {j}", "value": j} for j in ks],
+        k=logic.nearest_k(current.get("k") or initial.get("k"), ks, meta.get("k")))
+    return view
+
+
+@callback(
+    *[output for _, output in VIEW_OUTPUTS],
+    Input("study-poll", "n_intervals"), Input("study-action", "data"),
+    State("study-id", "data"), State("study-initial", "data"), State("study-meta", "data"),
+    State("study-method", "value"), State("study-alpha", "value"),
+    State("study-test", "value"), State("spectra-methods", "value"),
+    State("spectra-block", "value"), State("align-k", "value"), prevent_initial_call=True)
+@threaded
+def load_study(_tick, _action, sid, initial, old_meta, method, alpha, test, methods, block, k):
+    """A queued or running study's progress (every poll), and the page after cancel or
+    retry; when the study has just finished, its selectors (and so its figures)."""
+    current = {"method": method, "alpha": alpha, "test": test, "methods": methods,
+               "block": block, "k": k}
+    view = study_view(get_client(), sid, initial, current, old_meta)
+    return [view[key] for key in VIEW_KEYS]
+
+
+@threaded
+def first_view(sid: int, initial: dict, overlap: str, theme: str) -> dict:
+    """:func:`study_view` for the page's layout and, for a finished study, every figure of
+    that view (cached: a second visit only looks them up)."""
+    client = get_client()
+    view = blank_view(sid)
+    view.update({key: value for key, value in study_view(client, sid, initial).items()
+                 if value is not no_update})
+    meta = view["meta"]
+    if not _ready(meta):
+        return view
+    # one after another: _prefetch is already fetching their arrays in parallel, and building
+    # figures is Python work that threads would only take turns at (the GIL)
+    figures = {
+        "fig-lds": lds_view(meta, theme),
+        "fig-gt": groundtruth_view(meta, view["method"], view["test"], view["alpha"], theme),
+        "fig-spectra": spectra_view(meta, view["spectra_methods"], view["block"], theme),
+        "fig-align": alignment_view(meta, overlap, view["k"], theme),
+        "fig-decomp": decomposition_view(meta, view["alpha"], theme),
+        "fig-examples": examples_view(meta, view["test"], theme),
+        "heatmaps": heatmaps_view(meta, theme),
+    }
+    figures["fig-gt"], view["test_note"] = figures["fig-gt"]
+    figures["fig-examples"], view["examples_style"] = figures["fig-examples"]
+    for (name, _), figure in zip(HEATMAPS, figures.pop("heatmaps"), strict=True):
+        figures[f"fig-heat-{name}"] = figure
+    view["figures"] = figures
+    return view
 
 
 def _provenance(detail: dict, results: dict | None, client) -> html.Div:
@@ -325,83 +437,57 @@ def _study(meta) -> dict:
             "finished_at": meta.get("finished_at")}
 
 
-@callback(Output("fig-lds", "figure"), Input("study-meta", "data"), Input("app-state", "data"))
-@threaded
-def fig_lds(meta, app_state):
-    if not _ready(meta):
-        return no_update
-    theme = _theme(app_state)
+# Each figure is a plain function of the page's state (used by the layout for the first view)
+# and a callback that redraws it when that state changes. The callbacks make no initial call:
+# the layout has drawn the view; they fire on a selector, the theme, or the study finishing.
+def _figure(meta: dict, key: tuple, build, theme: str):
+    """``build(client, study)``'s figure, cached per study and ``key`` (:func:`cached_figure`);
+    an error figure with the reason if it fails (not cached)."""
+    client = get_client()
+    study = _study(meta)
     try:
-        client = get_client()
-        return lds_figure(load_results(client, _study(meta)), theme)
+        return cached_figure(client, study, key, lambda: build(client, study))
     except Exception as exc:
         return error_figure(exc, theme)
 
 
-@callback(Output("fig-spectra", "figure"), Input("study-meta", "data"),
-          Input("spectra-methods", "value"), Input("spectra-block", "value"),
-          Input("app-state", "data"))
-@threaded
-def fig_spectra(meta, methods, block, app_state):
-    if not _ready(meta):
-        return no_update
-    theme = _theme(app_state)
+def lds_view(meta: dict, theme: str):
+    return _figure(meta, ("lds", theme), lambda client, study: lds_figure(
+        load_results(client, study), theme), theme)
+
+
+def spectra_view(meta: dict, methods, block, theme: str):
     methods = [m for m in (methods or []) if m in meta["methods"]]
     if not methods:
         return empty_figure("pick at least one method", theme)
     block = None if block in (None, WHOLE) else block
     names = [f"eigenvalues/{m}" if block is None else f"block_eigenvalues/{m}/{block}"
              for m in methods]
-    try:
-        client = get_client()
-        arrays = load_arrays(client, _study(meta), names)
+
+    def build(client, study):
+        arrays = load_arrays(client, study, names)
         if not arrays:
             return empty_figure("no eigenvalues were stored for these methods", theme)
         return spectra_figure(arrays, methods, block, theme, max_points=SPECTRUM_POINTS)
-    except Exception as exc:
-        return error_figure(exc, theme)
+
+    return _figure(meta, ("spectra", tuple(methods), block, theme), build, theme)
 
 
-@callback(Output("fig-align", "figure"), Input("study-meta", "data"),
-          Input("align-kind", "value"), Input("align-k", "value"), Input("app-state", "data"))
-@threaded
-def fig_align(meta, kind, k, app_state):
-    if not _ready(meta):
-        return no_update
-    theme = _theme(app_state)
-    try:
-        client = get_client()
-        results = load_results(client, _study(meta))
-        return alignment_figure(results, kind or "eigenbasis",
-                                logic.parse_int(k) if kind != "eigenvalue" else None, theme)
-    except Exception as exc:
-        return error_figure(exc, theme)
+def alignment_view(meta: dict, kind, k, theme: str):
+    kind = kind or "eigenbasis"
+    k = logic.parse_int(k) if kind != "eigenvalue" else None
+    return _figure(meta, ("alignment", kind, k, theme), lambda client, study: alignment_figure(
+        load_results(client, study), kind, k, theme), theme)
 
 
-@callback(Output("fig-decomp", "figure"), Input("study-meta", "data"),
-          Input("study-alpha", "value"), Input("app-state", "data"))
-@threaded
-def fig_decomp(meta, alpha, app_state):
-    if not _ready(meta):
-        return no_update
-    theme = _theme(app_state)
-    try:
-        client = get_client()
-        results = load_results(client, _study(meta))
-        return decomposition_figure(results, alpha, theme)
-    except Exception as exc:
-        return error_figure(exc, theme)
+def decomposition_view(meta: dict, alpha, theme: str):
+    return _figure(meta, ("decomposition", alpha, theme),
+                   lambda client, study: decomposition_figure(load_results(client, study),
+                                                              alpha, theme), theme)
 
 
-@callback(Output("fig-gt", "figure"), Output("study-test-note", "children"),
-          Input("study-meta", "data"), Input("study-method", "value"),
-          Input("study-test", "value"), Input("study-alpha", "value"),
-          Input("app-state", "data"))
-@threaded
-def fig_groundtruth(meta, method, test, alpha, app_state):
-    if not _ready(meta):
-        return no_update, no_update
-    theme = _theme(app_state)
+def groundtruth_view(meta: dict, method, test, alpha, theme: str) -> tuple:
+    """The ground-truth scatter and the note under the test point's box."""
     if not meta.get("has_groundtruth") or not alpha:
         return empty_figure("this study has no ground truth (groundtruth.enabled = false)",
                             theme), ""
@@ -410,69 +496,111 @@ def fig_groundtruth(meta, method, test, alpha, app_state):
     note = f"test points 0 … {n_test - 1}"
     if method not in meta["methods"]:
         return empty_figure("pick a method", theme), note
-    try:
-        client = get_client()
-        arrays = load_arrays(client, _study(meta),
-                             [f"masks/{alpha}", f"retrained_losses/{alpha}", f"scores/{method}"],
-                             missing_ok=False)
-        return groundtruth_scatter(arrays, method, index, alpha, theme), note
-    except Exception as exc:
-        return error_figure(exc, theme), note
+
+    def build(client, study):
+        arrays = load_arrays(client, study, [f"masks/{alpha}", f"retrained_losses/{alpha}",
+                                             f"scores/{method}"], missing_ok=False)
+        return groundtruth_scatter(arrays, method, index, alpha, theme)
+
+    return _figure(meta, ("groundtruth", method, index, alpha, theme), build, theme), note
+
+
+def examples_view(meta: dict, test, theme: str) -> tuple:
+    """The examples mosaic and the style (height) of its graph."""
+    n_test = meta.get("n_test") or 1
+    index = logic.parse_int(test, 0, lo=0, hi=n_test - 1)
+    methods = meta["methods"]
+
+    def build(client, study):
+        names = [f"scores/{m}" for m in methods]
+        if meta.get("has_images"):
+            names += ["images/test", "images/train"]
+        arrays = load_arrays(client, study, names)
+        return examples_grid(arrays, [m for m in methods if f"scores/{m}" in arrays], index,
+                             theme=theme)
+
+    fig = _figure(meta, ("examples", index, theme), build, theme)
+    height = fig.get("layout", {}).get("height") or 300
+    return fig, {"height": f"{height}px"}
+
+
+def heatmaps_view(meta: dict, theme: str) -> list:
+    """log10 |H|, |G|, |H − G| (one figure each, in :data:`HEATMAPS` order)."""
+
+    def build(name: str, label: str):
+        def one(client, study):
+            arrays = load_arrays(client, study, [f"heatmaps/{name}"])
+            if f"heatmaps/{name}" not in arrays:
+                return empty_figure(f"{label}: not computed in this study (it needs the dense "
+                                    "H and GGN methods)", theme)
+            rounded = {f"heatmaps/{name}": np.round(arrays[f"heatmaps/{name}"], HEATMAP_DIGITS)}
+            fig = heatmap_figure(load_results(client, study), rounded, name, theme)
+            fig.update_layout(title=f"{label} (lines: layer boundaries)")
+            return fig
+        return one
+
+    return [_figure(meta, ("heatmap", name, theme), build(name, label), theme)
+            for name, label in HEATMAPS]
+
+
+@callback(Output("fig-lds", "figure"), Input("study-meta", "data"), Input("app-state", "data"),
+          prevent_initial_call=True)
+@threaded
+def fig_lds(meta, app_state):
+    return lds_view(meta, _theme(app_state)) if _ready(meta) else no_update
+
+
+@callback(Output("fig-spectra", "figure"), Input("study-meta", "data"),
+          Input("spectra-methods", "value"), Input("spectra-block", "value"),
+          Input("app-state", "data"), prevent_initial_call=True)
+@threaded
+def fig_spectra(meta, methods, block, app_state):
+    return spectra_view(meta, methods, block, _theme(app_state)) if _ready(meta) else no_update
+
+
+@callback(Output("fig-align", "figure"), Input("study-meta", "data"),
+          Input("align-kind", "value"), Input("align-k", "value"), Input("app-state", "data"),
+          prevent_initial_call=True)
+@threaded
+def fig_align(meta, kind, k, app_state):
+    return alignment_view(meta, kind, k, _theme(app_state)) if _ready(meta) else no_update
+
+
+@callback(Output("fig-decomp", "figure"), Input("study-meta", "data"),
+          Input("study-alpha", "value"), Input("app-state", "data"), prevent_initial_call=True)
+@threaded
+def fig_decomp(meta, alpha, app_state):
+    return decomposition_view(meta, alpha, _theme(app_state)) if _ready(meta) else no_update
+
+
+@callback(Output("fig-gt", "figure"), Output("study-test-note", "children"),
+          Input("study-meta", "data"), Input("study-method", "value"),
+          Input("study-test", "value"), Input("study-alpha", "value"),
+          Input("app-state", "data"), prevent_initial_call=True)
+@threaded
+def fig_groundtruth(meta, method, test, alpha, app_state):
+    if not _ready(meta):
+        return no_update, no_update
+    return groundtruth_view(meta, method, test, alpha, _theme(app_state))
 
 
 @callback(Output("fig-examples", "figure"), Output("fig-examples", "style"),
           Input("study-meta", "data"), Input("study-test", "value"),
-          Input("app-state", "data"))
+          Input("app-state", "data"), prevent_initial_call=True)
 @threaded
 def fig_examples(meta, test, app_state):
     if not _ready(meta):
         return no_update, no_update
-    theme = _theme(app_state)
-    n_test = meta.get("n_test") or 1
-    index = logic.parse_int(test, 0, lo=0, hi=n_test - 1)
-    methods = meta["methods"]
-    try:
-        client = get_client()
-        names = [f"scores/{m}" for m in methods]
-        if meta.get("has_images"):
-            names += ["images/test", "images/train"]
-        arrays = load_arrays(client, _study(meta), names)
-        fig = examples_grid(arrays, [m for m in methods if f"scores/{m}" in arrays], index,
-                              theme=theme)
-        height = fig.layout.height or 300
-        return fig, {"height": f"{height}px"}
-    except Exception as exc:
-        return error_figure(exc, theme), {"height": "300px"}
+    return examples_view(meta, test, _theme(app_state))
 
 
 @callback(*[Output(f"fig-heat-{name}", "figure") for name, _ in HEATMAPS],
-          Input("study-meta", "data"), Input("app-state", "data"))
+          Input("study-meta", "data"), Input("app-state", "data"), prevent_initial_call=True)
 @threaded
 def fig_heatmaps(meta, app_state):
     if not _ready(meta):
         return [no_update] * len(HEATMAPS)
-    theme = _theme(app_state)
-    try:
-        client = get_client()
-        study = _study(meta)
-        results = load_results(client, study)
-        arrays = {name: np.round(values, HEATMAP_DIGITS) for name, values in load_arrays(
-            client, study, [f"heatmaps/{n}" for n, _ in HEATMAPS]).items()}
-    except Exception as exc:
-        return [error_figure(exc, theme)] * len(HEATMAPS)
-    out = []
-    for name, label in HEATMAPS:
-        if f"heatmaps/{name}" not in arrays:
-            out.append(empty_figure(f"{label}: not computed in this study (it needs the dense "
-                                    "H and GGN methods)", theme))
-            continue
-        try:
-            fig = heatmap_figure(results, arrays, name, theme)
-            fig.update_layout(title=f"{label} (lines: layer boundaries)")
-            out.append(fig)
-        except Exception as exc:
-            out.append(error_figure(exc, theme))
-    return out
+    return heatmaps_view(meta, _theme(app_state))
 
 
 # -- actions ----------------------------------------------------------------------------------

@@ -13,15 +13,15 @@ from tests.browser.conftest import SMALL
 pytestmark = pytest.mark.integration
 
 METHODS = ["H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "GGN-diag", "identity"]
+FIGURES = ["fig-lds", "fig-gt", "fig-spectra", "fig-align", "fig-decomp", "fig-examples",
+           "fig-heat-H", "fig-heat-GGN", "fig-heat-H-GGN"]
 
 
 def test_every_page_loads_without_console_errors(tab, service):
     first, second = (s["id"] for s in service.studies)
     pages = [
         ("studies", "/", lambda: tab.page.wait_for_selector(f"a[href='/studies/{first}']")),
-        ("study", f"/studies/{first}", lambda: [tab.wait_graph(g) for g in (
-            "fig-lds", "fig-gt", "fig-spectra", "fig-align", "fig-decomp", "fig-examples",
-            "fig-heat-H", "fig-heat-GGN", "fig-heat-H-GGN")]),
+        ("study", f"/studies/{first}", lambda: [tab.wait_graph(g) for g in FIGURES]),
         ("compare", f"/compare?ids={first},{second}",
          lambda: (tab.wait_graph("compare-fig-lds", text="inverse.damping"),
                   tab.page.locator("#compare-diff").get_by_text("inverse.damping").wait_for())),
@@ -85,6 +85,61 @@ def test_permalink_restores_the_view_and_the_dark_theme_reaches_the_figures(tab,
         " !== bg", arg=light)
     tab.wait_graph("fig-examples")
     tab.screenshot("study-dark")
+    tab.assert_clean()
+
+
+def _record_callbacks(tab) -> list[str]:
+    """The outputs of every callback request the page makes from now on."""
+    outputs: list[str] = []
+    tab.page.on("request", lambda r: outputs.append((r.post_data_json or {}).get("output", ""))
+                if r.method == "POST" and "_dash-update-component" in r.url else None)
+    return outputs
+
+
+def test_a_finished_studys_page_arrives_with_every_figure_in_the_stored_theme(tab, service):
+    """The page's layout carries the figures (one request after Dash's own), drawn in the
+    theme the browser keeps; no figure callback runs until a selector changes."""
+    sid = service.studies[0]["id"]
+    outputs = _record_callbacks(tab)
+    tab.open(f"/studies/{sid}")
+    for graph_id in FIGURES:
+        tab.wait_graph(graph_id)
+    assert len(outputs) == 1 and "_pages_content" in outputs[0], outputs
+    light = tab.layout("fig-lds")["paper_bgcolor"]
+    tab.page.click("#theme-toggle")                                   # kept in localStorage
+    tab.page.wait_for_function(
+        "bg => document.querySelector('#fig-lds .js-plotly-plot')._fullLayout.paper_bgcolor"
+        " !== bg", arg=light)
+    dark = tab.layout("fig-lds")["paper_bgcolor"]
+    outputs.clear()
+    tab.page.reload()
+    tab.page.wait_for_selector("html[data-theme='dark']")
+    for graph_id in FIGURES:
+        tab.wait_graph(graph_id)
+    assert {tab.layout(g)["paper_bgcolor"] for g in FIGURES} == {dark}
+    assert [o for o in outputs if "fig-" in o] == [], outputs          # drawn dark by the layout
+    tab.page.locator("#spectra-methods").get_by_text("GGN", exact=True).click()
+    tab.page.wait_for_function(
+        "() => !document.querySelector('#fig-spectra .js-plotly-plot').data"
+        ".some(t => t.name === 'GGN')")
+    assert any("fig-spectra" in o for o in outputs)                   # a selector: a callback
+    tab.assert_clean()
+
+
+def test_a_running_studys_page_draws_its_figures_when_it_finishes(tab, service):
+    """Opened while the study is queued or running: its progress, then (no reload) every
+    figure once it has succeeded."""
+    sid = service.submit({**SMALL, "training": {"epochs": 4, "seed": 3}})
+    tab.open(f"/studies/{sid}")
+    chip = tab.page.locator("#study-chip .chip")
+    chip.wait_for()
+    assert chip.inner_text() in ("queued", "running", "succeeded")
+    for graph_id in FIGURES:
+        tab.wait_graph(graph_id, timeout=180_000)
+    assert chip.inner_text() == "succeeded"
+    bars = [t["name"] for t in tab.traces("fig-lds") if t["type"] == "bar"]
+    assert bars == METHODS
+    assert tab.page.locator("#study-body").is_visible()
     tab.assert_clean()
 
 
