@@ -32,6 +32,24 @@ def test_the_api_serves_the_dashboard_at_root(api_app):
     assert api_app.get("/assets/style.css").status_code == 200
 
 
+def test_the_index_page_loads_plotly_late_and_no_polyfill(api_app):
+    """The page's scripts: regenerator-runtime in the place of Dash's @babel/polyfill (first,
+    before React and Dash), plotly.js only through the preload script (no script tag), and
+    both vendored files served."""
+    import re
+
+    page = api_app.get("/studies/1").text
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert not [s for s in scripts if "polyfill" in s], scripts
+    assert scripts[0] == "/assets/vendor/regenerator-runtime.js", scripts
+    assert not [s for s in scripts if "plotly" in s and "preload" not in s], scripts
+    assert [s for s in scripts if "plotly-preload.js" in s]
+    runtime = api_app.get("/assets/vendor/regenerator-runtime.js")
+    assert runtime.status_code == 200 and "regeneratorRuntime = runtime" in runtime.text
+    bundle = api_app.get("/assets/vendor/plotly-curvscope.min.js")
+    assert bundle.status_code == 200 and "traces: bar, heatmap, scatter" in bundle.text[:600]
+
+
 def test_the_api_keeps_its_routes_and_problem_json(api_app):
     missing = api_app.get("/api/v1/no-such-thing")
     assert missing.status_code == 404
