@@ -255,7 +255,9 @@ def heatmap_figure(results: dict, arrays: dict, name: str, theme: str = "light")
     z = np.asarray(arrays[f"heatmaps/{name}"])
     d = results["n_params"]
     scale = z.shape[0] / d
-    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title="log10|·|")))
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title="log10|·|"),
+                               hovertemplate="tile (%{y}, %{x}): log10|·| = %{z:.3f}"
+                                             "<extra></extra>"))
     for block in results["blocks"][1:]:
         position = block["start"] * scale - 0.5
         for axis in ("x", "y"):

@@ -49,7 +49,7 @@ POLL_MS = 1500
 HEATMAPS = [("H", "log10 |H|"), ("GGN", "log10 |G|"), ("H-GGN", "log10 |H − G|")]
 WHOLE = "__whole__"
 SPECTRUM_POINTS = 400  # per curve, log-spaced ranks: enough for the shape on log-log axes
-HEATMAP_DIGITS = 3  # decimals of log10|M| sent to the browser
+HEATMAP_DIGITS = 3  # decimals of log10|M| shown; sent as float32 (half the bytes of float64)
 
 
 def _control(label: str, component, id_: str | None = None) -> html.Div:
@@ -533,7 +533,8 @@ def heatmaps_view(meta: dict, theme: str) -> list:
             if f"heatmaps/{name}" not in arrays:
                 return empty_figure(f"{label}: not computed in this study (it needs the dense "
                                     "H and GGN methods)", theme)
-            rounded = {f"heatmaps/{name}": np.round(arrays[f"heatmaps/{name}"], HEATMAP_DIGITS)}
+            rounded = {f"heatmaps/{name}": np.round(arrays[f"heatmaps/{name}"],
+                                                    HEATMAP_DIGITS).astype(np.float32)}
             fig = heatmap_figure(load_results(client, study), rounded, name, theme)
             fig.update_layout(title=f"{label} (lines: layer boundaries)")
             return fig
