@@ -210,9 +210,13 @@ class ApiClient:
     def array_names(self, study_id: int) -> list[dict]:
         return self.get_json(f"/studies/{int(study_id)}/arrays")["data"]
 
-    def array(self, study_id: int, name: str) -> np.ndarray:
+    def array(self, study_id: int, name: str, index: int | None = None) -> np.ndarray:
+        """One array as .npy; with ``index`` only its row ``[index]`` (first axis)."""
+        params: dict[str, Any] = {"format": "npy"}
+        if index is not None:
+            params["index"] = int(index)
         response = self.request("GET", f"/studies/{int(study_id)}/arrays/{name}",
-                                params={"format": "npy"})
+                                params=params)
         return np.load(io.BytesIO(response.content), allow_pickle=False)
 
     def schema(self) -> dict:

@@ -115,6 +115,10 @@ def build_dash() -> Dash:
         _register_shell_callbacks(app)
         import scipy.stats  # noqa: F401  (the ground-truth figure's Spearman; slow 1st import)
 
+        from frontend.figures.study import warm_up
+
+        threading.Thread(target=warm_up, name="curvscope-dash-warm-up", daemon=True).start()
+
         _add_catchall(app, server)
         _dash = app
         return app

@@ -156,6 +156,33 @@ def load_arrays(client: ApiClient, study: dict, names: Iterable[str],
     return {name: value for name, value in pairs if value is not None}
 
 
+def load_rows(client: ApiClient, study: dict, names: Iterable[str], index: int,
+              missing_ok: bool = True) -> dict[str, np.ndarray]:
+    """Row ``index`` (first axis) of several arrays of a succeeded study, in parallel and
+    cached: taken from the whole array when that is cached, else fetched alone (the API's
+    ``?index=``; one test point's scores are 1/n_test of the matrix)."""
+    if study.get("state") != "succeeded":
+        raise StudyNotReady(study)
+    base = study_key(client, study)
+    names = list(dict.fromkeys(names))
+
+    def one(name: str):
+        whole = CACHE.get(("array", *base, name))
+        if whole is not None:
+            return name, whole[index]
+        try:
+            return name, CACHE.get_or_fetch(("row", *base, name, index),
+                                            lambda: client.array(study["id"], name, index),
+                                            _array_size)
+        except ApiError as exc:
+            if missing_ok and exc.status == 404:
+                return name, None
+            raise
+
+    pairs = [one(n) for n in names] if len(names) <= 1 else list(FETCH_POOL.map(one, names))
+    return {name: value for name, value in pairs if value is not None}
+
+
 def _figure_size(figure: Any) -> int:
     """Roughly the bytes of a figure dict: its numpy arrays plus a little for the rest."""
     def walk(value: Any) -> int:

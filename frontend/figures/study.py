@@ -196,6 +196,14 @@ def decomposition_figure(results: dict, alpha: str | None = None,
     return _layout(fig, "Error decomposition along the chain", theme)
 
 
+def test_point_scores(arrays: dict, method: str, test_index: int) -> np.ndarray:
+    """τ(x_test, z_j) for every training point j: ``arrays["scores/<method>"]`` holds either
+    all test points' scores (n_test, n_train), whose row ``test_index`` this takes, or that
+    row alone (n_train,), as the dashboard fetches it (the API's ``?index=``)."""
+    scores = np.asarray(arrays[f"scores/{method}"])
+    return scores if scores.ndim == 1 else scores[test_index]
+
+
 def groundtruth_scatter(arrays: dict, method: str, test_index: int, alpha: str,
                         theme: str = "light") -> go.Figure:
     """Predicted Σ_{j∈S_m} τ(x, z_j) against the retrained test loss (mean over seeds) over the
@@ -203,7 +211,7 @@ def groundtruth_scatter(arrays: dict, method: str, test_index: int, alpha: str,
     from scipy.stats import spearmanr
 
     masks = np.asarray(arrays[f"masks/{alpha}"], dtype=float)
-    scores = np.asarray(arrays[f"scores/{method}"])[test_index]
+    scores = test_point_scores(arrays, method, test_index)
     predicted = masks @ scores
     retrained = np.asarray(arrays[f"retrained_losses/{alpha}"])[:, :, test_index].mean(axis=1)
     rho = spearmanr(predicted, retrained).statistic
@@ -233,7 +241,7 @@ def examples_figure(arrays: dict, methods: list[str], test_index: int, top: int 
                         row_titles=methods)
     scale = "gray_r" if theme != "dark" else "gray"
     for row, name in enumerate(methods, start=1):
-        scores = np.asarray(arrays[f"scores/{name}"])[test_index]
+        scores = test_point_scores(arrays, name, test_index)
         order = np.argsort(scores)
         picks = [None, *order[:top], *order[::-1][:top]]
         for col, pick in enumerate(picks, start=1):
@@ -297,7 +305,7 @@ def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 
     put(0, 0, test_image, f"test point {test_index}")
     train = arrays["images/train"]
     for row, name in enumerate(methods):
-        scores = np.asarray(arrays[f"scores/{name}"])[test_index]
+        scores = test_point_scores(arrays, name, test_index)
         order = np.argsort(scores)
         picks = [*order[:top], *order[::-1][:top]]
         for slot, pick in enumerate(picks):
@@ -319,3 +327,25 @@ def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 
                   theme)
     fig.update_layout(margin=dict(l=110, r=20, t=110, b=20))
     return fig
+
+
+def warm_up() -> None:
+    """Build a throw-away figure with every kind of trace, subplot, shape and template the
+    study page uses, and encode it: the first figure of a process otherwise pays for importing
+    and initialising plotly's validators and encoder (about 0.1-0.2 s here). The dashboard
+    runs this in the background when it starts, not on the first page someone opens."""
+    fig = make_subplots(rows=1, cols=3)
+    fig.add_trace(go.Bar(x=["a", "b"], y=[1.0, 2.0], base=[0.0, 1.0], text=["+1", "+2"],
+                         error_y=dict(type="data", array=[0.1, 0.2], arrayminus=[0.1, 0.1]),
+                         marker_color=["#2ca02c", "#d62728"]), row=1, col=1)
+    fig.add_trace(go.Scatter(x=np.arange(1, 4), y=np.array([3.0, 2.0, 1.0]), mode="lines",
+                             line=dict(color="#1f77b4", dash="dot")), row=1, col=2)
+    fig.add_trace(go.Heatmap(z=np.zeros((2, 2), dtype=np.float32), colorscale="Viridis",
+                             customdata=np.array([["a", "b"], ["c", "d"]], dtype=object),
+                             colorbar=dict(title="t"), hovertemplate="%{z:.3f}"), row=1, col=3)
+    fig.add_shape(type="line", x0=0, x1=1, y0=0, y1=1, line=dict(dash="dash"))
+    fig.add_annotation(text="t", x=0, y=0, showarrow=False)
+    fig.update_yaxes(type="log", autorange="reversed", scaleanchor="x")
+    for theme in ("light", "dark"):
+        pio.to_json(_layout(fig, "warm-up", theme))
+    fig.to_plotly_json()

@@ -29,6 +29,7 @@ from frontend.data import (
     cached_figure,
     load_arrays,
     load_results,
+    load_rows,
     study_key,
 )
 from frontend.figures import (
@@ -196,20 +197,30 @@ def _status_block(detail: dict) -> list:
     return out
 
 
-def _prefetch(client, detail: dict, meta: dict) -> None:
-    """Start fetching the arrays of the default view while the browser asks for figures."""
+def _prefetch(client, detail: dict, meta: dict, method: str | None, alpha: str | None,
+              test: int, chosen: list[str], block: str | None) -> None:
+    """Start fetching the arrays of the view about to be drawn, in parallel, in the order the
+    figures are built (:func:`first_view`), while this thread goes on. Of the scores, only
+    the chosen test point's row of each method."""
     if not meta.get("ready"):
         return
-    names = [f"eigenvalues/{m}" for m in meta["methods"]]
-    names += [f"heatmaps/{n}" for n, _ in HEATMAPS]
-    if meta.get("has_groundtruth") and meta.get("alphas"):
-        names += [f"masks/{meta['alphas'][0]}", f"retrained_losses/{meta['alphas'][0]}"]
-    names += [f"scores/{m}" for m in meta["methods"]]
+    whole = []
+    if meta.get("has_groundtruth") and alpha and method:
+        whole += [f"masks/{alpha}", f"retrained_losses/{alpha}"]
+    rows = [f"scores/{m}" for m in dict.fromkeys([method, *meta["methods"]]) if m]
+    whole += [f"eigenvalues/{m}" if block in (None, WHOLE) else f"block_eigenvalues/{m}/{block}"
+              for m in chosen]
     if meta.get("has_images"):
-        names += ["images/test", "images/train"]
-    for name in names:
-        if CACHE.get(("array", *study_key(client, detail), name)) is None:
+        whole += ["images/test", "images/train"]
+    whole += [f"heatmaps/{n}" for n, _ in HEATMAPS]
+    key = study_key(client, detail)
+    for name in rows[:1]:
+        FETCH_POOL.submit(_quiet, load_rows, client, detail, [name], test)
+    for name in whole:
+        if CACHE.get(("array", *key, name)) is None:
             FETCH_POOL.submit(_quiet, load_arrays, client, detail, [name])
+    for name in rows[1:]:
+        FETCH_POOL.submit(_quiet, load_rows, client, detail, [name], test)
 
 
 def _quiet(fn, *args):
@@ -297,7 +308,6 @@ def study_view(client, sid: int, initial: dict | None, current: dict | None = No
                     **{key: value for key, value in blank_view(sid).items()
                        if key in SELECTOR_KEYS})
         return view
-    _prefetch(client, detail, meta)
     initial = initial or {}
     methods_all = meta["methods"]
     method = logic.pick(current.get("method") or initial.get("method"), methods_all,
@@ -316,6 +326,7 @@ def study_view(client, sid: int, initial: dict | None, current: dict | None = No
     block = logic.pick(current.get("block") or initial.get("block"),
                        [WHOLE, *meta["blocks"]], WHOLE)
     ks = meta["ks"]
+    _prefetch(client, detail, meta, method, alpha, test, chosen or methods_all, block)
     view.update(
         body_hidden=False, poll_disabled=True, meta=meta,
         method_options=logic.method_options(meta), method=method,
@@ -498,8 +509,9 @@ def groundtruth_view(meta: dict, method, test, alpha, theme: str) -> tuple:
         return empty_figure("pick a method", theme), note
 
     def build(client, study):
-        arrays = load_arrays(client, study, [f"masks/{alpha}", f"retrained_losses/{alpha}",
-                                             f"scores/{method}"], missing_ok=False)
+        arrays = load_arrays(client, study, [f"masks/{alpha}", f"retrained_losses/{alpha}"],
+                             missing_ok=False)
+        arrays |= load_rows(client, study, [f"scores/{method}"], index, missing_ok=False)
         return groundtruth_scatter(arrays, method, index, alpha, theme)
 
     return _figure(meta, ("groundtruth", method, index, alpha, theme), build, theme), note
@@ -512,10 +524,9 @@ def examples_view(meta: dict, test, theme: str) -> tuple:
     methods = meta["methods"]
 
     def build(client, study):
-        names = [f"scores/{m}" for m in methods]
+        arrays = load_rows(client, study, [f"scores/{m}" for m in methods], index)
         if meta.get("has_images"):
-            names += ["images/test", "images/train"]
-        arrays = load_arrays(client, study, names)
+            arrays |= load_arrays(client, study, ["images/test", "images/train"])
         return examples_grid(arrays, [m for m in methods if f"scores/{m}" in arrays], index,
                              theme=theme)
 

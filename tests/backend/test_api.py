@@ -161,6 +161,18 @@ def test_results_arrays_and_exports(api, settings):
                         headers={"Accept": "application/x-npy"})
     assert by_accept.content == npy.content
     assert_problem(api.get(f"/api/v1/studies/{sid}/arrays/nope"), 404)
+    row = api.get(f"/api/v1/studies/{sid}/arrays/scores/K-FAC", params={"index": 1}).json()
+    assert row == {"name": "scores/K-FAC[1]", "shape": [3], "dtype": "float64",
+                   "data": [3, 4, 5]}
+    npy_row = api.get(f"/api/v1/studies/{sid}/arrays/scores/K-FAC",
+                      params={"index": 1, "format": "npy"})
+    assert np.array_equal(np.load(io.BytesIO(npy_row.content)), [3.0, 4.0, 5.0])
+    assert 'filename="scores_K-FAC[1].npy"' in npy_row.headers["content-disposition"]
+    body = assert_problem(api.get(f"/api/v1/studies/{sid}/arrays/scores/K-FAC",
+                                  params={"index": 2}), 422)
+    assert "0 ≤ index < 2" in body["detail"] and "(2, 3)" in body["detail"]
+    assert_problem(api.get(f"/api/v1/studies/{sid}/arrays/scores/K-FAC",
+                           params={"index": -1}), 422)
     csv = api.get(f"/api/v1/studies/{sid}/export", params={"format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.strip().splitlines()

@@ -110,6 +110,11 @@ def test_groundtruth_scatter_spearman_matches_per_test_lds(study):
     assert len(fig.data[0].x) == 12
     rho = float(fig.layout.title.text.rsplit("=", 1)[1])
     assert rho == pytest.approx(arrays["lds_per_test/GGN/0.5"][3], abs=1e-3)
+    # the dashboard passes only test point 3's row of the scores (the API's ?index=3)
+    row_only = {**arrays, "scores/GGN": arrays["scores/GGN"][3]}
+    same = groundtruth_scatter(row_only, "GGN", test_index=3, alpha="0.5")
+    np.testing.assert_array_equal(same.data[0].x, fig.data[0].x)
+    assert same.layout.title.text == fig.layout.title.text
 
 
 def test_examples_figure_picks_most_helpful_and_harmful(study):
@@ -138,6 +143,10 @@ def test_examples_grid_is_one_mosaic_of_the_same_picks(study):
     np.testing.assert_array_equal(z[:8, 45:53], arrays["images/train"][harmful])
     assert text[0, 18] == f"K-FAC, helpful 1: train #{helpful}, τ = {scores[helpful]:.3g}"
     assert np.isnan(z[8, 0]) and np.isnan(z[9, 0])       # the test digit is drawn once
+    rows = {**arrays, **{f"scores/{m}": arrays[f"scores/{m}"][2] for m in ("identity", "K-FAC")}}
+    from_rows = examples_grid(rows, ["identity", "K-FAC"], test_index=2, top=2)
+    np.testing.assert_array_equal(np.asarray(from_rows.data[0].z, dtype=float), z)
+    assert (np.asarray(from_rows.data[0].customdata) == text).all()
 
 
 def test_spectra_figure_thinned_keeps_exact_values_at_log_spaced_ranks(study):

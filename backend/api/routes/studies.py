@@ -246,7 +246,11 @@ def get_array(request: Request, study_id: int, name: str, session: SessionDep,
               settings: SettingsDep,
               format: Annotated[Literal["json", "npy"] | None, Query(
                   description="json (nested lists, NaN → null) or npy; default from the "
-                  "Accept header, else json.")] = None) -> Response:
+                  "Accept header, else json.")] = None,
+              index: Annotated[int | None, Query(
+                  ge=0, description="Only the array's row ``[index]`` along its first axis, "
+                  "e.g. one test point's scores: scores/K-FAC?index=5 is τ(x_5, ·), one "
+                  "value per training point.")] = None) -> Response:
     _succeeded(session, settings, study_id)
     if name.endswith(".npy"):
         name, format = name[:-4], "npy"
@@ -259,6 +263,14 @@ def get_array(request: Request, study_id: int, name: str, session: SessionDep,
         raise Problem(404, f"Study {study_id} has no array {name!r}; GET "
                       f"{API_PREFIX}/studies/{study_id}/arrays lists them.",
                       kind="array-not-found")
+    if index is not None:
+        if array.ndim == 0 or index >= array.shape[0]:
+            allowed = ("none: it is a scalar" if array.ndim == 0 else
+                       f"0 ≤ index < {array.shape[0]}")
+            raise Problem(422, f"index {index} is out of range for array {name!r} of shape "
+                          f"{tuple(array.shape)}; allowed: {allowed}.", kind="index-out-of-range")
+        array = array[index]
+        name = f"{name}[{index}]"
     if format == "npy":
         filename = name.replace("/", "_") + ".npy"
         return Response(artifacts.npy_bytes(array), media_type="application/x-npy",
