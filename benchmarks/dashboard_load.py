@@ -15,13 +15,20 @@ is pending and Plotly has drawn (``gd._fullLayout`` set); the clock is the page'
 * ``in-app``: from the dashboard's studies list, a click on the study's link (the page is a
   single-page app: scripts already loaded); from the click.
 
-The first ``fresh`` visit is cold for the dashboard's server-side cache of results and arrays
-only if the server has not served this study since it started. No other warm-up.
+The first ``fresh`` visit is cold for the dashboard's server-side cache of results, arrays
+and figures only if the server has not served this study since it started. No other warm-up.
+
+``--baseline URL`` (the same study's page served by another build, e.g. an earlier commit on
+another port) adds a comparison measured in the same run: fresh visits alternating between
+the two pages (the order flipped each round, so a slow spell hits both), and the ratio of the
+medians, baseline / this.
 
 Usage::
 
     python benchmarks/dashboard_load.py http://127.0.0.1:8000/studies/1 --repeats 3
     python benchmarks/dashboard_load.py --base http://127.0.0.1:8000 --study 1
+    python benchmarks/dashboard_load.py --base http://127.0.0.1:8000 --study 1 \
+        --baseline http://127.0.0.1:8001/studies/1
 
 Prints a line per visit and ends with ONE JSON line (like the other benchmarks).
 """
@@ -103,6 +110,8 @@ def main() -> None:
                         choices=["fresh", "cached", "in-app"])
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per visit")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--baseline", help="the same page served by another build: fresh "
+                        "visits alternate between the two; prints the ratio of medians")
     args = parser.parse_args()
     if args.url:
         url = args.url
@@ -141,12 +150,15 @@ def main() -> None:
                     since = "the click" if mode == "in-app" else "navigation start"
                     print(f"{mode:>7} {index + 1}: all {result['graphs']} figures drawn "
                           f"{result['seconds']:.2f} s after {since}"
-                          + (f"  ({len(result['console_errors'])} console errors)"
+                          + (f"  (console errors: {result['console_errors']})"
                              if result["console_errors"] else ""))
                     times.setdefault(mode, []).append(result["seconds"])
                     errors += len(result["console_errors"])
                     graphs = result["graphs"]
             shared.close()
+            if args.baseline:
+                compared = compare(browser, url, args.baseline, 1 + args.repeats, args.timeout)
+                errors += compared.pop("console_errors")
         finally:
             browser.close()
     summary = {"benchmark": "dashboard_load", "study": study, "preset": detail.get("preset"),
@@ -157,7 +169,34 @@ def main() -> None:
     for mode, values in times.items():
         print(f"{mode:>7}: first {values[0]:.2f} s, median {statistics.median(values):.2f} s "
               f"over {len(values)} visits (target < 2 s)")
+    if args.baseline:
+        summary["baseline"] = compared
+        print(f"fresh, alternating with the baseline ({args.baseline}): this "
+              f"{compared['this_median_s']:.2f} s, baseline {compared['baseline_median_s']:.2f} s"
+              f" (medians of {compared['visits']}); baseline / this = {compared['ratio']:.2f}")
     print(json.dumps(summary))
+
+
+def compare(browser, url: str, baseline: str, visits: int, timeout_s: float) -> dict:
+    """Fresh visits alternating between ``url`` and ``baseline`` (each served once first,
+    unmeasured, so that both servers' caches are warm); medians and their ratio."""
+    times: dict[str, list[float]] = {url: [], baseline: []}
+    errors = 0
+    for index in range(-1, visits):
+        for page_url in ((url, baseline) if index % 2 == 0 else (baseline, url)):
+            context = browser.new_context(viewport=VIEWPORT)
+            result = visit(context, page_url, timeout_s, "fresh")
+            context.close()
+            errors += len(result["console_errors"])
+            if result["console_errors"]:
+                print(f"  console errors on {page_url}: {result['console_errors']}")
+            if index >= 0:
+                times[page_url].append(result["seconds"])
+    this, base = statistics.median(times[url]), statistics.median(times[baseline])
+    return {"url": baseline, "visits": visits, "this_median_s": round(this, 3),
+            "baseline_median_s": round(base, 3), "ratio": round(base / this, 2),
+            "this_s": [round(t, 3) for t in times[url]],
+            "baseline_s": [round(t, 3) for t in times[baseline]], "console_errors": errors}
 
 
 if __name__ == "__main__":
