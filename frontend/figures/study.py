@@ -196,7 +196,7 @@ def decomposition_figure(results: dict, alpha: str | None = None,
     return _layout(fig, "Error decomposition along the chain", theme)
 
 
-def test_point_scores(arrays: dict, method: str, test_index: int) -> np.ndarray:
+def scores_of_test_point(arrays: dict, method: str, test_index: int) -> np.ndarray:
     """τ(x_test, z_j) for every training point j: ``arrays["scores/<method>"]`` holds either
     all test points' scores (n_test, n_train), whose row ``test_index`` this takes, or that
     row alone (n_train,), as the dashboard fetches it (the API's ``?index=``)."""
@@ -211,7 +211,7 @@ def groundtruth_scatter(arrays: dict, method: str, test_index: int, alpha: str,
     from scipy.stats import spearmanr
 
     masks = np.asarray(arrays[f"masks/{alpha}"], dtype=float)
-    scores = test_point_scores(arrays, method, test_index)
+    scores = scores_of_test_point(arrays, method, test_index)
     predicted = masks @ scores
     retrained = np.asarray(arrays[f"retrained_losses/{alpha}"])[:, :, test_index].mean(axis=1)
     rho = spearmanr(predicted, retrained).statistic
@@ -241,7 +241,7 @@ def examples_figure(arrays: dict, methods: list[str], test_index: int, top: int 
                         row_titles=methods)
     scale = "gray_r" if theme != "dark" else "gray"
     for row, name in enumerate(methods, start=1):
-        scores = test_point_scores(arrays, name, test_index)
+        scores = scores_of_test_point(arrays, name, test_index)
         order = np.argsort(scores)
         picks = [None, *order[:top], *order[::-1][:top]]
         for col, pick in enumerate(picks, start=1):
@@ -305,7 +305,7 @@ def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 
     put(0, 0, test_image, f"test point {test_index}")
     train = arrays["images/train"]
     for row, name in enumerate(methods):
-        scores = test_point_scores(arrays, name, test_index)
+        scores = scores_of_test_point(arrays, name, test_index)
         order = np.argsort(scores)
         picks = [*order[:top], *order[::-1][:top]]
         for slot, pick in enumerate(picks):
