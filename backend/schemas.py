@@ -59,6 +59,11 @@ class StudyOut(BaseModel):
     summary: dict[str, Any] | None = Field(
         description="Headline numbers of a succeeded study: per method the LDS at each α and "
         "the relative residual to H.")
+    data: dict[str, Any] | None = Field(
+        description="The spec's data section (which data set, its split), so that a list "
+        "can say what each study ran on without fetching every study.")
+    model: dict[str, Any] | None = Field(description="The spec's model section (hidden widths, "
+                                         "activation, dtype).")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -150,7 +155,8 @@ def study_out(study: Study) -> StudyOut:
         spec_hash=study.spec_hash, preset=study.preset, error=study.error,
         error_type=study.error_type, cancel_requested=study.cancel_requested,
         attempts=study.attempts, device=study.device, worker=study.worker,
-        summary=study.summary, created_at=as_utc(study.created_at),
+        summary=study.summary, data=(study.spec or {}).get("data"),
+        model=(study.spec or {}).get("model"), created_at=as_utc(study.created_at),
         started_at=as_utc(study.started_at), finished_at=as_utc(study.finished_at),
         links=study_links(study.id))
 

@@ -220,15 +220,16 @@ def model_label(spec: dict | None) -> str:
     return f"MLP {widths} {model.get('activation', '')}".strip()
 
 
-def list_rows(studies: list[dict], details: dict[int, dict]) -> tuple[list[dict], list[str],
-                                                                      str | None]:
-    """Rows of the studies table, the method columns and the α of the headline LDS."""
+def list_rows(studies: list[dict]) -> tuple[list[dict], list[str], str | None]:
+    """Rows of the studies table, the method columns and the α of the headline LDS (each
+    listed study carries its spec's data and model sections)."""
     alpha = headline_alpha([s.get("summary") for s in studies])
     methods = ordered_methods({m for s in studies
                                for m in ((s.get("summary") or {}).get("methods") or {})})
     rows = []
     for study in studies:
-        spec = (details.get(study["id"]) or {}).get("spec")
+        spec = ({"data": study["data"], "model": study.get("model")}
+                if study.get("data") else None)
         summary = study.get("summary") or {}
         lds = {m: ((summary.get("methods") or {}).get(m) or {}).get("lds", {}).get(alpha)
                for m in methods}

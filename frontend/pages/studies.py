@@ -9,7 +9,6 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, 
 from frontend import logic
 from frontend.api_client import ApiError, get_client
 from frontend.components import api_error, card, chip, progress_bar
-from frontend.data import load_details
 from frontend.runtime import threaded
 
 dash.register_page(__name__, path="/", title="Studies · curvscope", name="Studies")
@@ -120,7 +119,6 @@ def load_list(page, _tick, state, q, preset, sort):
     try:
         client = get_client()
         listing = client.studies(**logic.api_list_args(params))
-        details = load_details(client, listing["data"])
     except ApiError as exc:
         return (html.P("No studies to show.", className="muted"), "", "1", True, True, True,
                 api_error(exc, "Could not list the studies"))
@@ -134,7 +132,7 @@ def load_list(page, _tick, state, q, preset, sort):
             "No studies yet. Submit one on the New study page.")
         return (html.P(empty, className="muted"), label, str(pages), params["page"] <= 1,
                 params["page"] >= pages, True, None)
-    rows, methods, alpha = logic.list_rows(studies, details)
+    rows, methods, alpha = logic.list_rows(studies)
     head = html.Thead(html.Tr([
         html.Th(""), html.Th("ID"), html.Th("Name"), html.Th("Status"), html.Th("Data set"),
         html.Th("Model"), html.Th("Preset"),

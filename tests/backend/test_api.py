@@ -127,6 +127,10 @@ def test_list_filters_sort_limit_offset(api, settings):
     everything = api.get("/api/v1/studies").json()
     assert everything["count"] == 5
     assert [s["id"] for s in everything["data"]] == ids[::-1]   # newest first by default
+    stored = api.get(f"/api/v1/studies/{ids[0]}").json()["spec"]
+    listed = everything["data"][-1]                              # what a list shows per row
+    assert listed["data"] == stored["data"] and listed["model"] == stored["model"]
+    assert listed["data"]["name"] and "hidden" in listed["model"]
     page = api.get("/api/v1/studies", params={"sort": "id", "limit": 2, "offset": 1}).json()
     assert page["count"] == 5 and [s["id"] for s in page["data"]] == ids[1:3]
     done = api.get("/api/v1/studies", params={"state": "succeeded,failed"}).json()

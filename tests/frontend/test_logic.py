@@ -72,15 +72,13 @@ def _study(sid, state="succeeded", lds=None, **extra):
 
 
 def test_list_rows_headline_lds_data_set_and_model():
-    studies = [_study(1, lds={"K-FAC": {"0.5": 0.28, "0.7": 0.3}, "H": {"0.5": 0.2}}),
+    studies = [_study(1, lds={"K-FAC": {"0.5": 0.28, "0.7": 0.3}, "H": {"0.5": 0.2}},
+                      data={"name": "digits"}, model={"hidden": [64, 32], "activation": "gelu"}),
                _study(2, "running", progress=0.4),
-               _study(3, lds={"identity": {"0.3": 0.1}})]
-    details = {1: {"spec": {"data": {"name": "digits"}, "model": {"hidden": [64, 32],
-                                                                  "activation": "gelu"}}},
-               3: {"spec": {"data": {"name": "gaussian_mixture", "n_samples": 600,
-                                     "n_features": 10, "n_classes": 3},
-                            "model": {"hidden": [], "activation": "tanh"}}}}
-    rows, methods, alpha = logic.list_rows(studies, details)
+               _study(3, lds={"identity": {"0.3": 0.1}},
+                      data={"name": "gaussian_mixture", "n_samples": 600, "n_features": 10,
+                            "n_classes": 3}, model={"hidden": [], "activation": "tanh"})]
+    rows, methods, alpha = logic.list_rows(studies)
     assert alpha == "0.5"
     assert methods == ["H", "K-FAC", "identity"]        # the chain's order
     assert rows[0]["lds"] == {"H": 0.2, "K-FAC": 0.28, "identity": None}
