@@ -271,7 +271,7 @@ def _problem_message(response) -> str:
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(help="Study spec as TOML or JSON (a preset plus "
-                                         "overrides).")],
+                                         "overrides), or a sweep: {base, grid, name}.")],
     url: Annotated[str, typer.Option(envvar="CURVSCOPE_URL", help="The service's base URL.")
                    ] = DEFAULT_URL,
     token: Annotated[str | None, typer.Option(envvar="CURVSCOPE_API_TOKEN",
@@ -281,7 +281,8 @@ def submit(
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")
                                ] = None,
 ):
-    """Submit a study spec to a running service and follow its progress."""
+    """Submit a study spec (or a sweep: a file with a ``grid`` of spec fields → values, one
+    study per combination) to a running service and follow its progress."""
     try:
         import httpx
     except ImportError:
@@ -294,6 +295,8 @@ def submit(
         headers["Idempotency-Key"] = idempotency_key
     base = url.rstrip("/")
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        if isinstance(config, dict) and "grid" in config:
+            return _submit_sweep(client, base, config, follow)
         try:
             response = client.post("/api/v1/studies", json=config)
         except httpx.TransportError as exc:
@@ -323,6 +326,64 @@ def submit(
     why = f": {study['error']}" if study.get("error") else ""
     err.print(f"[red]study {sid} {study['state']}{why}[/]", highlight=False)
     raise typer.Exit(1)
+
+
+def _submit_sweep(client, base: str, config: dict, follow: bool) -> None:
+    """POST /sweeps; then, when following, wait for every study and print one line each."""
+    import httpx
+
+    try:
+        response = client.post("/api/v1/sweeps", json=config)
+    except httpx.TransportError as exc:
+        raise UserError(f"cannot reach the service at {base} ({exc}); start it with "
+                        "`curvscope up`") from None
+    if response.status_code >= 400:
+        raise UserError(_problem_message(response))
+    sweep = response.json()
+    ids = [point["study"]["id"] for point in sweep["points"]]
+    err.print(f"sweep of {sweep['count']} studies: {sweep['created']} queued, "
+              f"{sweep['reused']} already there; compare them at {base}{sweep['compare']}")
+    if not follow:
+        out.print(json.dumps({"ids": ids, "created": sweep["created"],
+                              "reused": sweep["reused"], "compare": base + sweep["compare"]}))
+        return
+    studies = _follow_many(client, ids)
+    failed = 0
+    for point, sid in zip(sweep["points"], ids, strict=True):
+        study = studies[sid]
+        values = ", ".join(f"{k}={json.dumps(v)}" for k, v in point["values"].items())
+        lds = {m: (v.get("lds") or {}).get("0.5")
+               for m, v in ((study.get("summary") or {}).get("methods") or {}).items()}
+        shown = "  ".join(f"{m} {v:.3f}" for m, v in lds.items() if v is not None)
+        out.print(f"  study {sid:<5} {study['state']:<10} {values}" +
+                  (f"  LDS(α=0.5): {shown}" if shown else ""), highlight=False)
+        failed += study["state"] != "succeeded"
+    if failed:
+        raise typer.Exit(1)
+
+
+def _follow_many(client, ids: list[int]) -> dict[int, dict]:
+    """Poll the studies (one list request) until none is queued or running."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    query = {"ids": ",".join(map(str, ids)), "limit": 500}
+    try:
+        with Progress(TextColumn("studies finished"), BarColumn(), MofNCompleteColumn(),
+                      console=err, disable=not err.is_terminal and
+                      os.environ.get("CURVSCOPE_PROGRESS") != "1") as bars:
+            task = bars.add_task("", total=len(set(ids)))
+            while True:
+                rows = client.get("/api/v1/studies", params=query).json()["data"]
+                studies = {row["id"]: row for row in rows}
+                done = sum(row["state"] in ("succeeded", "failed", "cancelled")
+                           for row in rows)
+                bars.update(task, completed=done)
+                if done == len(studies) == len(set(ids)):
+                    return studies
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        err.print("stopped following; the studies go on")
+        raise typer.Exit(130) from None
 
 
 def _follow(client, sid: int) -> dict:

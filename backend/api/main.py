@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from backend.api.routes import datasets, meta, studies
+from backend.api.routes import datasets, meta, studies, sweeps
 
 api_router = APIRouter()
 api_router.include_router(studies.router)
+api_router.include_router(sweeps.router)
 api_router.include_router(datasets.router)
 api_router.include_router(meta.router)

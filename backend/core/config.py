@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 2**20, ge=1024, le=2**34)
     max_datasets: int = Field(default=100, ge=1, le=100_000)
     max_json_array_elements: int = Field(default=5_000_000, ge=1)
+    max_sweep_studies: int = Field(default=64, ge=1, le=10_000,
+                                   description="The most studies one POST /sweeps may name.")
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
 
     queue_name: str = Field(default="curvscope", min_length=1)

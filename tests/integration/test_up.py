@@ -70,6 +70,19 @@ def test_up_submit_and_ctrl_c(tmp_path):
         assert {"curvscope.db", "studies", "cache", "logs", "redis"} <= names
         assert (data / "studies" / "1" / "results.json").exists()
         assert any((data / "redis").iterdir())                       # append-only file
+        sweep = tmp_path / "sweep.toml"                       # one point is study 1 again
+        sweep.write_text('name = "seeds"\n[base]\npreset = "quick"\n[base.model]\n'
+                         'hidden = [8]\n[base.training]\nepochs = 3\n[base.curvature]\n'
+                         'methods = ["EK-FAC", "K-FAC", "identity"]\n[base.groundtruth]\n'
+                         'n_subsets = 6\nn_seeds = 2\nsubsets_per_task = 3\n'
+                         'n_bootstrap = 50\n[grid]\n"training.seed" = [201, 203]\n')
+        swept = subprocess.run([CLI, "submit", str(sweep), "--url", base], env=env,
+                               capture_output=True, text=True, timeout=240)
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+        assert "sweep of 2 studies: 1 queued, 1 already there" in swept.stderr
+        lines = [line for line in swept.stdout.splitlines() if "succeeded" in line]
+        assert len(lines) == 2 and "study 1 " in lines[0] and "training.seed=203" in lines[1]
+        assert "K-FAC" in lines[1] and "/compare?ids=1,2&param=training.seed" in swept.stderr
         bad = subprocess.run([CLI, "submit", "-", "--url", base], env=env,
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "does not exist" in bad.stderr

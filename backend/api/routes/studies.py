@@ -162,6 +162,9 @@ def list_studies(
     session: SessionDep,
     state: Annotated[list[str] | None, Query(
         description="Filter by state (repeat or comma-separate: state=running,queued).")] = None,
+    ids: Annotated[list[str] | None, Query(
+        description="Only these studies (repeat or comma-separate: ids=3,5,7), e.g. the "
+        "studies of a sweep.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Name contains (case-"
                                    "insensitive).")] = None,
     spec_hash: Annotated[str | None, Query(max_length=32)] = None,
@@ -182,6 +185,13 @@ def list_studies(
                           f"{', '.join(STATES)}.", errors=[{"field": "query.state", "message":
                                                             f"allowed: {', '.join(STATES)}"}])
         conditions.append(Study.state.in_(states))
+    if ids:
+        wanted = [s.strip() for item in ids for s in item.split(",") if s.strip()]
+        bad = [s for s in wanted if not s.isdigit()]
+        if bad:
+            raise Problem(422, f"ids must be study ids (whole numbers), not {', '.join(bad)}.",
+                          errors=[{"field": "query.ids", "message": "comma-separated ids"}])
+        conditions.append(Study.id.in_([int(s) for s in wanted]))
     if q:
         conditions.append(func.lower(Study.name).contains(q.lower(), autoescape=True))
     if spec_hash:

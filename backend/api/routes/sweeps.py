@@ -1,0 +1,156 @@
+"""/api/v1/sweeps: one study per point of a grid over spec fields (width, depth, training
+time, damping, α, seed, or any other field), checked as a whole before anything is stored.
+
+A sweep is not a stored object of its own: it is the studies it names. Posting the same sweep
+again returns the same studies (an identical spec that succeeded, or is queued or running, is
+returned rather than run again, as for ``POST /studies``), so a sweep is safe to repeat and
+to extend with more values."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
+from backend.api.routes.studies import _enqueue, _reusable
+from backend.core.problems import Problem
+from backend.models import Study
+from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, StudyOut, study_out
+from backend.specs import invalid, resolve
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=PROBLEM_RESPONSES)
+
+FIELD_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+
+
+class SweepIn(BaseModel):
+    """A base spec and, per spec field, the values to try: one study per combination."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "base": {"preset": "quick"}, "name": "damping × width",
+        "grid": {"inverse.damping": [1e-4, 1e-3, 1e-2], "model.hidden": [[32], [64]]}}]})
+
+    base: dict[str, Any] = Field(
+        default_factory=lambda: {"preset": "quick"},
+        description="The spec every point starts from: a preset plus overrides, as for POST "
+        "/studies (default the quick preset).")
+    grid: dict[str, list[Any]] = Field(
+        min_length=1, max_length=8,
+        description="Spec field as a dotted path (model.hidden, training.epochs, "
+        "inverse.damping, groundtruth.alphas, training.seed, …) → the values it takes. The "
+        "studies are every combination, in the order the fields are given.")
+    name: str | None = Field(
+        default=None, max_length=120,
+        description="Names the studies '<name>: <field>=<value>, …' (default 'sweep').")
+
+
+class SweepPoint(BaseModel):
+    values: dict[str, Any] = Field(description="This point's value of each grid field.")
+    reused: bool = Field(description="True: an identical study already existed (succeeded, or "
+                         "queued or running) and is returned instead of a new one.")
+    study: StudyOut
+
+
+class SweepOut(BaseModel):
+    count: int
+    created: int
+    reused: int
+    fields: list[str]
+    points: list[SweepPoint]
+    compare: str = Field(description="The dashboard's compare page for these studies.")
+
+
+def _nested(path: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(path.split(".")):
+        out = {part: out}
+    return out
+
+
+def _points(body: SweepIn, limit: int) -> list[dict[str, Any]]:
+    errors = []
+    for path, values in body.grid.items():
+        if not FIELD_PATH.match(path) or path == "name":
+            errors.append({"field": f"grid.{path}", "message": "must be a spec field as a "
+                           "dotted path, e.g. inverse.damping (GET /api/v1/schema lists them)"})
+        elif not values:
+            errors.append({"field": f"grid.{path}", "message": "needs at least one value"})
+    if errors:
+        raise invalid(errors, intro="The sweep is invalid", kind="invalid-sweep")
+    count = 1
+    for values in body.grid.values():
+        count *= len(values)
+    if count > limit:
+        sizes = " × ".join(str(len(v)) for v in body.grid.values())
+        raise invalid([{"field": "grid", "message": f"{sizes} = {count} studies, more than the "
+                        f"{limit} one sweep may create (CURVSCOPE_MAX_SWEEP_STUDIES)"}],
+                      intro="The sweep is too large", kind="sweep-too-large")
+    fields = list(body.grid)
+    return [dict(zip(fields, combination, strict=True))
+            for combination in itertools.product(*body.grid.values())]
+
+
+def _config(body: SweepIn, values: dict[str, Any]) -> dict:
+    from curvscope.spec import deep_merge
+
+    config = dict(body.base)
+    for path, value in values.items():
+        config = deep_merge(config, _nested(path, value))
+    label = ", ".join(f"{path}={json.dumps(value)}" for path, value in values.items())
+    config["name"] = f"{body.name or 'sweep'}: {label}"[:200]
+    return config
+
+
+@router.post("", status_code=202, response_model=SweepOut, dependencies=[WriteAuth],
+             summary="Submit a sweep: one study per combination of the grid's values",
+             responses={200: {"model": SweepOut, "description": "Every point already existed "
+                              "(succeeded, queued or running): those studies."},
+                        202: {"description": "At least one new study was queued."}})
+def create_sweep(request: Request, body: SweepIn, session: SessionDep,
+                 settings: SettingsDep) -> JSONResponse:
+    points = _points(body, settings.max_sweep_studies)
+    resolved, errors = [], []
+    for index, values in enumerate(points):
+        try:
+            resolved.append(resolve(_config(body, values), session))
+        except Problem as problem:  # resolve's 422: say which point
+            if problem.status != 422 or not problem.errors:
+                raise
+            label = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+            errors += [{"field": f"point {index} ({label}): {e['field']}",
+                        "message": e["message"]} for e in problem.errors]
+    if errors:
+        raise invalid(errors, intro="Some points of the sweep are invalid (nothing was "
+                      "stored)", kind="invalid-sweep")
+    rows: list[tuple[dict, Study, bool]] = []
+    with write_tx(request) as tx:
+        for values, spec in zip(points, resolved, strict=True):
+            existing = _reusable(tx, spec.spec_hash)
+            if existing is None:
+                study = Study(name=spec.spec.name, state="queued", spec=spec.spec_dict,
+                              request=_config(body, values), spec_hash=spec.spec_hash,
+                              preset=spec.preset, estimate=spec.estimate,
+                              dataset_id=spec.dataset_id)
+                tx.add(study)
+                tx.flush()
+            rows.append((values, existing or study, existing is not None))
+    created = [study for _, study, reused in rows if not reused]
+    for study in created:
+        _enqueue(request, settings, study)
+    ids = ",".join(str(study.id) for _, study, _ in rows)
+    first = next(iter(body.grid))
+    out = SweepOut(
+        count=len(rows), created=len(created), reused=len(rows) - len(created),
+        fields=list(body.grid),
+        points=[SweepPoint(values=values, reused=reused, study=study_out(study))
+                for values, study, reused in rows],
+        compare=f"/compare?ids={ids}&param={quote(first)}")
+    return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200,
+                        headers={"Location": f"{API_PREFIX}/studies?ids={ids}"})
