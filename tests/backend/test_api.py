@@ -75,7 +75,7 @@ def test_openapi_and_docs(api):
     for path in ("/api/v1/studies", "/api/v1/studies/{study_id}", "/api/v1/studies/validate",
                  "/api/v1/studies/{study_id}/arrays/{name}", "/api/v1/datasets",
                  "/api/v1/health", "/api/v1/workers", "/api/v1/queue", "/api/v1/schema",
-                 "/api/v1/methods"):
+                 "/api/v1/methods", "/api/v1/sweeps"):
         assert path in paths
 
 
