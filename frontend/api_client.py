@@ -197,9 +197,10 @@ class ApiClient:
 
     def studies(self, *, state: list[str] | None = None, q: str | None = None,
                 preset: str | None = None, sort: str = "-created_at", limit: int = 20,
-                offset: int = 0) -> dict:
+                offset: int = 0, ids: list[int] | None = None) -> dict:
         return self.get_json("/studies", state=",".join(state) if state else None, q=q,
-                             preset=preset, sort=sort, limit=limit, offset=offset)
+                             preset=preset, sort=sort, limit=limit, offset=offset,
+                             ids=",".join(str(int(i)) for i in ids) if ids else None)
 
     def study(self, study_id: int) -> dict:
         return self.get_json(f"/studies/{int(study_id)}")
@@ -244,6 +245,11 @@ class ApiClient:
 
     def submit(self, spec: dict, token: str | None = None) -> tuple[int, dict]:
         response = self.request("POST", "/studies", json=spec, token=token)
+        return response.status_code, response.json()
+
+    def sweep(self, body: dict, token: str | None = None) -> tuple[int, dict]:
+        """POST /sweeps: one study per combination of ``body["grid"]``."""
+        response = self.request("POST", "/sweeps", json=body, token=token)
         return response.status_code, response.json()
 
     def cancel(self, study_id: int, token: str | None = None) -> dict:

@@ -488,6 +488,41 @@ def form_config(preset: str | None, fields: list[dict], values: list[Any],
     return config
 
 
+SWEEP_ROWS = 3  # fields a sweep on the New study page may vary
+SWEEP_KINDS = ("int", "float", "int_or_str", "str", "enum", "bool", "list_int", "list_float",
+               "list_str")
+
+
+def sweep_grid(fields: list[dict], rows: list[tuple[Any, Any]]) -> tuple[dict[str, list], int,
+                                                                        list[str]]:
+    """The New study page's sweep rows (a field's path, its values separated by ``|``) → the
+    grid for POST /sweeps, how many studies it makes, and what is wrong with the rows. Each
+    value is read as the field's own input reads it (a list field: ``32, 32 | 64``)."""
+    kinds = {f["path"]: f for f in fields}
+    grid: dict[str, list] = {}
+    problems = []
+    for path, text in rows:
+        if not path:
+            continue
+        field = kinds.get(path)
+        if field is None or field["kind"] not in SWEEP_KINDS:
+            problems.append(f"{path}: cannot be swept here")
+            continue
+        if path in grid:
+            problems.append(f"{path}: chosen twice")
+            continue
+        values = [parse_field(field["kind"], part, field["nullable"])
+                  for part in str(text or "").split("|") if part.strip()]
+        if not values:
+            problems.append(f"{path}: give its values, separated by |")
+            continue
+        grid[path] = values
+    count = 1
+    for values in grid.values():
+        count *= len(values)
+    return grid, (count if grid else 0), problems
+
+
 def split_errors(errors: list[dict], paths: list[str]) -> tuple[dict[str, str], list[dict]]:
     """The API's field errors → (path → message for fields of the form, the others)."""
     known = set(paths)

@@ -1,20 +1,32 @@
 """Compare studies: pick succeeded studies; every metric against the spec field that differs
-between them; a table of only the differing spec fields. The studies are in the URL."""
+between them; a table of only the differing spec fields. The studies are in the URL. Studies
+still queued or running (a sweep just submitted) are waited for: their progress shows and the
+comparison appears once they have all succeeded."""
 
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, clientside_callback, dcc, html
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from frontend import logic
 from frontend.api_client import ApiError, get_client
-from frontend.components import api_error, card, empty_figure, error_figure, graph
+from frontend.components import (
+    alert,
+    api_error,
+    card,
+    chip,
+    empty_figure,
+    error_figure,
+    graph,
+    progress_bar,
+)
 from frontend.data import StudyNotReady, load_results
 from frontend.figures import compare_figure, diff_spec
 from frontend.runtime import threaded
 
 dash.register_page(__name__, path="/compare", title="Compare · curvscope", name="Compare")
 
+POLL_MS = 2000
 METRICS = [("lds", "LDS"), ("residual_to_H", "relative residual to H"),
            ("residual_to_GGN", "relative residual to the GGN")]
 
@@ -25,6 +37,8 @@ def layout(ids=None, param=None, alpha=None, **_):
         html.Div(className="page-head", children=[html.H1("Compare studies")]),
         dcc.Store(id="compare-initial", data={"param": param, "alpha": alpha}),
         dcc.Store(id="compare-url"),
+        dcc.Store(id="compare-ready", data=[]),  # the ids, once all of them have succeeded
+        dcc.Interval(id="compare-poll", interval=POLL_MS, disabled=True),
         card(None, html.Div(className="row", children=[
             html.Div(className="control grow", children=[
                 html.Label("Studies (succeeded)", htmlFor="compare-ids"),
@@ -45,6 +59,7 @@ def layout(ids=None, param=None, alpha=None, **_):
             ]),
         ])),
         html.Div(id="compare-error"),
+        html.Div(id="compare-waiting"),
         html.Div(id="compare-body", children=[
             html.Div(className="grid-3", children=[
                 card(label, graph(f"compare-fig-{key}", 380)) for key, label in METRICS]),
@@ -54,9 +69,11 @@ def layout(ids=None, param=None, alpha=None, **_):
 
 
 @callback(Output("compare-ids", "options"), Output("compare-error", "children"),
-          Input("compare-ids", "id"), State("compare-ids", "value"))
+          Input("compare-ids", "id"), Input("compare-ready", "data"),
+          State("compare-ids", "value"))
 @threaded
-def study_options(_id, chosen):
+def study_options(_id, _ready, chosen):
+    """The succeeded studies to pick from (again when the chosen ones have all succeeded)."""
     try:
         listing = get_client().studies(state=["succeeded"], limit=500)
     except ApiError as exc:
@@ -67,25 +84,50 @@ def study_options(_id, chosen):
     known = {o["value"] for o in options}
     options += [{"label": f"#{i} (not succeeded)", "value": i} for i in chosen or []
                 if i not in known]
-    return options, None
+    return options, no_update  # the error box is load()'s too: leave what it says
 
 
 @callback(Output("compare-param", "options"), Output("compare-param", "value"),
           Output("compare-alpha", "options"), Output("compare-alpha", "value"),
           Output("compare-diff", "children"), Output("compare-error", "children",
                                                      allow_duplicate=True),
-          Input("compare-ids", "value"), State("compare-param", "value"),
-          State("compare-alpha", "value"), State("compare-initial", "data"),
+          Output("compare-waiting", "children"), Output("compare-poll", "disabled"),
+          # the ids once all have succeeded; None while some run; [] when there is nothing
+          Output("compare-ready", "data"),
+          Input("compare-ids", "value"), Input("compare-poll", "n_intervals"),
+          State("compare-param", "value"), State("compare-alpha", "value"),
+          State("compare-initial", "data"), State("compare-ready", "data"),
           prevent_initial_call="initial_duplicate")
 @threaded
-def load(ids, param, alpha, initial):
+def load(ids, _tick, param, alpha, initial, ready):
     ids = logic.parse_ids(ids)
     if len(ids) < 2:
-        return [], None, [], None, html.P("Pick two or more studies.", className="muted"), None
+        return ([], None, [], None, html.P("Pick two or more studies.", className="muted"),
+                None, None, True, [])
+    if ready == ids:  # a poll after everything arrived: nothing new
+        return [no_update] * 6 + [None, True, no_update]
+    client = get_client()
+    try:
+        states = {s["id"]: s for s in client.studies(ids=ids, limit=len(ids))["data"]}
+    except ApiError as exc:
+        return [], None, [], None, None, api_error(exc, "Could not load the studies"), \
+            None, False, []
+    missing = [i for i in ids if i not in states]
+    unfinished = [states[i] for i in ids if i in states and states[i]["state"] != "succeeded"]
+    if missing or any(s["state"] not in logic.ACTIVE for s in unfinished):
+        why = [f"#{i} does not exist" for i in missing] + [
+            f"#{s['id']} {s['state']}" + (f" ({s['error']})" if s.get("error") else "")
+            for s in unfinished if s["state"] not in logic.ACTIVE]
+        return [], None, [], None, None, alert(
+            "; ".join(why) + ". Remove it to compare the others (a failed or cancelled study "
+            "can be retried on its page).", "error", "Cannot compare:"), None, True, []
+    if unfinished:
+        return [], None, [], None, None, None, _waiting(ids, states), False, None
     try:
         studies = _load(ids)
     except (ApiError, StudyNotReady) as exc:
-        return [], None, [], None, None, api_error(exc, "Could not load the studies")
+        return [], None, [], None, None, api_error(exc, "Could not load the studies"), \
+            None, True, []
     specs = [r["spec"] for _, r in studies]
     diff = diff_spec(specs)
     params = [p for p in diff if p != "name"] or list(diff)
@@ -98,7 +140,23 @@ def load(ids, param, alpha, initial):
     table = _diff_table([d for d, _ in studies], diff) if diff else html.P(
         "The specs are identical.", className="muted")
     return ([{"label": p, "value": p} for p in params], param,
-            [{"label": f"α = {a}", "value": a} for a in alphas], alpha, table, None)
+            [{"label": f"α = {a}", "value": a} for a in alphas], alpha, table, None, None,
+            True, ids)
+
+
+def _waiting(ids: list[int], states: dict[int, dict]) -> html.Div:
+    """Progress of the studies still queued or running (polled until all have succeeded)."""
+    done = sum(states[i]["state"] == "succeeded" for i in ids)
+    rows = [html.Li([dcc.Link(f"#{i}", href=f"/studies/{i}"), " ",
+                     chip(states[i]["state"]), " ",
+                     progress_bar(states[i].get("progress"),
+                                  f"{100 * (states[i].get('progress') or 0):.0f} %"
+                                  f" · {states[i].get('stage') or 'waiting for a worker'}")])
+            for i in ids if states[i]["state"] != "succeeded"]
+    return card(f"Waiting: {done} of {len(ids)} studies have finished", [
+        html.P("The comparison appears when every study has succeeded.",
+               className="small muted"), html.Ul(rows, className="waiting")],
+        id="compare-waiting-card")
 
 
 def _load(ids: list[int]) -> list[tuple[dict, dict]]:
@@ -121,14 +179,16 @@ def _diff_table(details: list[dict], diff: dict) -> html.Table:
 
 
 @callback(*[Output(f"compare-fig-{key}", "figure") for key, _ in METRICS],
-          Input("compare-ids", "value"), Input("compare-param", "value"),
+          Input("compare-ready", "data"), Input("compare-param", "value"),
           Input("compare-alpha", "value"), Input("app-state", "data"))
 @threaded
-def figures(ids, param, alpha, app_state):
+def figures(ready, param, alpha, app_state):
+    """Drawn once every chosen study has succeeded (``compare-ready``)."""
     theme = (app_state or {}).get("theme", "light")
-    ids = logic.parse_ids(ids)
+    ids = logic.parse_ids(ready)
     if len(ids) < 2 or not param:
-        text = "pick two or more studies" if len(ids) < 2 else "the specs are identical"
+        text = ("the specs are identical" if len(ids) >= 2 else
+                "waiting for the studies" if ready is None else "pick two or more studies")
         return [empty_figure(text, theme)] * len(METRICS)
     try:
         results = [r for _, r in _load(ids)]

@@ -1,6 +1,8 @@
 """New study: a form built from the spec's JSON schema (GET /api/v1/schema), checked live by
 POST /api/v1/studies/validate (the API's own messages next to each field), a memory and time
-estimate before submitting, presets, and on submit the new study's page."""
+estimate before submitting, presets, and on submit the new study's page. Or a sweep: up to
+three fields, each with several values, one study per combination (POST /api/v1/sweeps),
+then the compare page of those studies."""
 
 from __future__ import annotations
 
@@ -45,6 +47,23 @@ def layout(preset=None, **_):
                                 disabled=True, style={"width": "100%", "marginTop": "8px"}),
                     html.Div(id="new-submit-result"),
                 ]),
+                card("Sweep", [
+                    html.P("Vary up to three fields of the spec above: one study per "
+                           "combination, then compare them. Values separated by |, a list "
+                           "field's items by commas (model.hidden: 32, 32 | 64).",
+                           className="small muted"),
+                    *[html.Div(className="sweep-row", children=[
+                        dcc.Dropdown(id={"type": "sweep-field", "row": i}, clearable=True,
+                                     placeholder="field", className="field-input"),
+                        dcc.Input(id={"type": "sweep-values", "row": i}, type="text",
+                                  debounce=0.35, className="input", placeholder="values: a | b",
+                                  name=f"sweep-values-{i}"),
+                    ]) for i in range(logic.SWEEP_ROWS)],
+                    html.Div(id="sweep-preview", className="small"),
+                    html.Button("Submit sweep", id="sweep-submit", className="button",
+                                disabled=True, style={"width": "100%", "marginTop": "8px"}),
+                    html.Div(id="sweep-result"),
+                ], id="sweep-card"),
             ]),
         ]),
     ])
@@ -87,7 +106,9 @@ def _field_row(field: dict, value) -> html.Div:
 
 
 @callback(Output("new-form", "children"), Output("new-state", "data"),
-          Output("new-load-error", "children"), Input("new-preset", "value"))
+          Output("new-load-error", "children"),
+          Output({"type": "sweep-field", "row": ALL}, "options"),
+          Input("new-preset", "value"))
 @threaded
 def build_form(preset):
     client = get_client()
@@ -97,7 +118,7 @@ def build_form(preset):
         base = client.validate({"preset": preset})["spec"]
     except ApiError as exc:
         return (html.P("The form needs the API's schema.", className="muted"), None,
-                api_error(exc, "Could not load the study form"))
+                api_error(exc, "Could not load the study form"), [[]] * logic.SWEEP_ROWS)
     try:
         datasets = client.datasets()
     except ApiError:
@@ -124,7 +145,10 @@ def build_form(preset):
         children.append(card(section["title"], [
             html.P(section["description"], className="small muted") if section[
                 "description"] else None, *rows], className=f"section-{section['name']}"))
-    return children, {"preset": preset, "fields": fields, "base": base}, None
+    sweepable = [{"label": f["path"], "value": f["path"]} for f in fields
+                 if f["kind"] in logic.SWEEP_KINDS]
+    return (children, {"preset": preset, "fields": fields, "base": base}, None,
+            [sweepable] * logic.SWEEP_ROWS)
 
 
 @callback(Output({"type": "spec-error", "path": ALL}, "children"),
@@ -211,3 +235,50 @@ def submit(_n, body, auth):
         return alert(f"An identical study exists: #{study['id']}.", "info"), \
             f"/studies/{study['id']}"
     return alert(f"Submitted as #{study['id']}.", "ok"), f"/studies/{study['id']}"
+
+
+@callback(Output("sweep-preview", "children"), Output("sweep-submit", "disabled"),
+          Input({"type": "sweep-field", "row": ALL}, "value"),
+          Input({"type": "sweep-values", "row": ALL}, "value"),
+          Input("new-submit", "disabled"), State("new-state", "data"))
+def sweep_preview(paths, texts, spec_invalid, state):
+    """How many studies the sweep makes (or what is wrong with it); Submit sweep needs a valid
+    spec above and at least one field with values."""
+    if not state:
+        return None, True
+    grid, count, problems = logic.sweep_grid(state["fields"], list(zip(paths, texts,
+                                                                        strict=True)))
+    if problems:
+        return alert("; ".join(problems) + ".", "warn"), True
+    if not grid:
+        return html.Span("Pick a field and its values.", className="muted"), True
+    if spec_invalid:
+        return html.Span(f"{count} studies, once the spec above is valid.",
+                         className="muted"), True
+    sizes = " × ".join(str(len(v)) for v in grid.values())
+    return html.Span(f"{sizes} = {count} studies" if len(grid) > 1 else f"{count} studies"), \
+        False
+
+
+@callback(Output("sweep-result", "children"), Output("new-redirect", "href",
+                                                     allow_duplicate=True),
+          Input("sweep-submit", "n_clicks"), State("new-body", "data"),
+          State({"type": "sweep-field", "row": ALL}, "value"),
+          State({"type": "sweep-values", "row": ALL}, "value"), State("new-state", "data"),
+          State("auth", "data"), prevent_initial_call=True,
+          running=[(Output("sweep-submit", "disabled"), True, False)])
+@threaded
+def submit_sweep(_n, body, paths, texts, state, auth):
+    if not body or not state:
+        return alert("Fill in the form first.", "warn"), no_update
+    grid, _, problems = logic.sweep_grid(state["fields"], list(zip(paths, texts, strict=True)))
+    if problems or not grid:
+        return alert("; ".join(problems) or "Pick a field and its values.", "warn"), no_update
+    try:
+        status, sweep = get_client().sweep({"base": body, "grid": grid},
+                                           (auth or {}).get("token"))
+    except ApiError as exc:
+        return api_error(exc, "The API refused the sweep"), no_update
+    how = (f"{sweep['created']} queued, {sweep['reused']} already there" if status == 202
+           else "every study already exists")
+    return alert(f"Sweep of {sweep['count']} studies: {how}.", "ok"), sweep["compare"]

@@ -175,11 +175,45 @@ def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
     tab.assert_clean()
 
 
+def test_a_sweep_from_the_form_opens_a_compare_page_that_waits_for_its_studies(tab, service):
+    """Two damping values from the New study page: POST /sweeps, then the compare page shows
+    the studies' progress and, once both have succeeded, LDS against the damping."""
+    tab.open("/new")
+    tab.page.locator("input[name='training.epochs']").wait_for()
+    tab.page.get_by_text("The API accepts this spec.").wait_for()
+    for name, value in (("model.hidden", "6"), ("training.epochs", "2"), ("training.seed", "9"),
+                        ("groundtruth.n_subsets", "6"), ("groundtruth.n_seeds", "2"),
+                        ("groundtruth.n_bootstrap", "50")):
+        tab.page.locator(f"input[name='{name}']").fill(value)
+    tab.page.get_by_text("The API accepts this spec.").wait_for()
+    tab.page.locator("""[id='{"row":0,"type":"sweep-field"}']""").click()
+    tab.page.get_by_role("option", name="inverse.damping", exact=True).click()
+    tab.page.locator("input[name='sweep-values-0']").fill("0.001 | 0.01")
+    tab.page.locator("#sweep-preview").get_by_text("2 studies").wait_for()
+    tab.page.click("#sweep-submit")
+    tab.page.wait_for_url(re.compile(r"/compare\?ids=\d+,\d+&param=inverse.damping"))
+    ids = [int(i) for i in re.search(r"ids=(\d+),(\d+)", tab.page.url).groups()]
+    assert not set(ids) & {s["id"] for s in service.studies}
+    tab.page.locator("#compare-waiting-card").wait_for()         # queued or running: progress
+    tab.screenshot("compare-waiting")
+    traces = tab.wait_graph("compare-fig-lds", text="inverse.damping", timeout=240_000)
+    assert {t["name"] for t in traces} == set(METHODS) and all(t["n"] == 2 for t in traces)
+    assert tab.page.locator("#compare-waiting-card").count() == 0
+    specs = [service.http.get(f"/api/v1/studies/{i}").json()["spec"] for i in ids]
+    assert [s["inverse"]["damping"] for s in specs] == [0.001, 0.01]
+    assert {s["model"]["hidden"][0] for s in specs} == {6}
+    tab.assert_clean()
+
+
 def test_a_missing_study_reads_as_the_apis_message(tab, service):
     tab.open("/studies/987654")
     tab.page.locator("#study-error").get_by_text("There is no study with id 987654.").wait_for()
     assert tab.page.locator("#study-body").is_hidden()
     tab.screenshot("study-missing")
+    tab.open(f"/compare?ids={service.studies[0]['id']},987654")
+    tab.page.locator("#compare-error").get_by_text("#987654 does not exist").wait_for()
+    tab.page.wait_for_timeout(2500)                         # a poll period: the message stays
+    assert "#987654 does not exist" in tab.page.locator("#compare-error").inner_text()
     tab.assert_clean()
 
 

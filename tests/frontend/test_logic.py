@@ -222,3 +222,22 @@ def test_estimates():
     seconds, how = logic.time_estimate(estimate, [(100.0, 50.0), (200.0, 100.0), (0, 5)])
     assert seconds == pytest.approx(11877.4 * 0.5) and "2 finished studies" in how
     assert logic.time_estimate({}) == (None, "no estimate")
+
+
+def test_sweep_grid_reads_each_value_as_its_field_does():
+    fields = [{"path": "inverse.damping", "kind": "float", "nullable": False},
+              {"path": "model.hidden", "kind": "list_int", "nullable": False},
+              {"path": "curvature.methods", "kind": "methods", "nullable": False},
+              {"path": "training.seed", "kind": "int", "nullable": False}]
+    grid, count, problems = logic.sweep_grid(fields, [
+        ("inverse.damping", "1e-4 | 0.001|0.01 "), ("model.hidden", "32, 32 | 64"),
+        (None, "ignored"), ("training.seed", "")])
+    assert grid == {"inverse.damping": [1e-4, 1e-3, 1e-2], "model.hidden": [[32, 32], [64]]}
+    assert count == 6 and problems == ["training.seed: give its values, separated by |"]
+    _, count, problems = logic.sweep_grid(fields, [("curvature.methods", "H"),
+                                                   ("inverse.damping", "1"),
+                                                   ("inverse.damping", "2"), ("nope", "1")])
+    assert count == 1 and problems == ["curvature.methods: cannot be swept here",
+                                       "inverse.damping: chosen twice",
+                                       "nope: cannot be swept here"]
+    assert logic.sweep_grid(fields, []) == ({}, 0, [])
