@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import traceback
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, signals
@@ -25,7 +26,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import OperationalError as DBOperationalError
 
 from backend import artifacts
-from backend.db import write_session
+from backend.db import read_session, write_session
 from backend.models import Study, StudyChunk, Worker, utcnow
 from backend.queue import TASK_CHUNK, TASK_FINALIZE, TASK_START
 from worker.celery_app import app, settings
@@ -357,28 +358,110 @@ def finalize_study(self, study_id: int) -> dict[str, Any]:
     return _guard(study_id, work)
 
 
-# --- the worker's own row: device, liveness -------------------------------------------
+# --- the worker's own row: device, liveness; the work of lost workers -------------------
+
+def requeue_work_of(hostname: str, why: str) -> dict[str, list]:
+    """Put the work a worker was doing back on the queue: its running chunks (pending again,
+    re-sent) and the finalize of a study it was running (re-sent). Each row is taken back by
+    a conditional UPDATE, so two workers reaping the same loss re-send it once. The tasks are
+    idempotent (a chunk already done is skipped; the stage cache keeps finished stages), so a
+    late redelivery of the lost worker's own message does no harm."""
+    with write_session(settings) as session:
+        chunks = session.execute(
+            update(StudyChunk).where(StudyChunk.worker == hostname,
+                                     StudyChunk.state == "running")
+            .values(state="pending", worker=None, progress=0.0)
+            .returning(StudyChunk.study_id, StudyChunk.index)).all()
+        finals = session.execute(
+            update(Study).where(Study.worker == hostname, Study.state == "running",
+                                Study.finalize_enqueued.is_(True))
+            .values(worker=None, stage=f"re-queued: {why}")
+            .returning(Study.id)).scalars().all()
+    for study_id, index in chunks:
+        retrain_chunk.apply_async((study_id, index), queue=settings.queue_name)
+    for study_id in finals:
+        finalize_study.apply_async((study_id,), queue=settings.queue_name)
+    if chunks or finals:
+        log.warning("%s: re-queued %d chunk(s) %s and the finalize of %s", why, len(chunks),
+                    [tuple(c) for c in chunks], list(finals))
+    return {"chunks": [tuple(c) for c in chunks], "finalize": list(finals)}
+
+
+def reap_lost_workers() -> dict[str, dict]:
+    """Workers that have not written for ``lost_after_s`` are lost: mark each (a conditional
+    UPDATE: one reaper wins) and put its work back on the queue (:func:`requeue_work_of`).
+    Run by every live worker's heartbeat thread."""
+    cutoff = utcnow() - timedelta(seconds=settings.lost_after_s)
+    with read_session(settings) as session:
+        silent = session.scalars(select(Worker.hostname).where(
+            Worker.state == "online", Worker.last_seen < cutoff)).all()
+    reaped = {}
+    for hostname in silent:
+        with write_session(settings) as session:
+            won = session.execute(update(Worker).where(
+                Worker.hostname == hostname, Worker.state == "online",
+                Worker.last_seen < cutoff).values(state="lost")).rowcount == 1
+        if won:
+            reaped[hostname] = requeue_work_of(
+                hostname, f"worker {hostname} silent for over {settings.lost_after_s:g} s")
+    return reaped
+
+
+class Heartbeat(threading.Thread):
+    """Beside the tasks: every ``heartbeat_s`` write this worker's ``last_seen`` (its tasks
+    hold the main thread for minutes, so it cannot answer a ping), then reap lost workers."""
+
+    def __init__(self, hostname: str):
+        super().__init__(name=f"curvscope-heartbeat-{hostname}", daemon=True)
+        self.hostname = hostname
+        self.stopped = threading.Event()
+
+    def beat(self) -> None:
+        with write_session(settings) as session:
+            session.execute(update(Worker).where(Worker.hostname == self.hostname)
+                            .values(last_seen=utcnow(), state="online"))
+        reap_lost_workers()
+
+    def run(self) -> None:
+        while not self.stopped.wait(settings.heartbeat_s):
+            try:
+                self.beat()
+            except Exception:  # the database or broker is away for a moment: try again
+                log.exception("heartbeat of %s failed", self.hostname)
+
+
+_heartbeat: Heartbeat | None = None
+
 
 @signals.worker_ready.connect
 def _worker_ready(sender=None, **_):
     import os
 
+    global _heartbeat
     hostname = getattr(sender, "hostname", None) or "unknown"
     try:
         device = worker_device()
+        # chunks still 'running' under this name are a previous run's of this worker, killed
+        # before it could put them back (this one has not started a task yet)
+        requeue_work_of(hostname, f"worker {hostname} restarted")
         with write_session(settings) as session:
             row = session.get(Worker, hostname) or Worker(hostname=hostname)
             row.device, row.pid, row.state = device, os.getpid(), "online"
             row.started_at = row.last_seen = utcnow()
             session.add(row)
         log.info("worker %s ready on %s", hostname, device)
+        reap_lost_workers()
     except Exception:
         log.exception("could not record worker %s", hostname)
+    _heartbeat = Heartbeat(hostname)
+    _heartbeat.start()
 
 
 @signals.worker_shutdown.connect
 def _worker_shutdown(sender=None, **_):
     hostname = getattr(sender, "hostname", None) or "unknown"
+    if _heartbeat is not None:
+        _heartbeat.stopped.set()
     try:
         with write_session(settings) as session:
             row = session.get(Worker, hostname)

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.5, gt=0, le=60,
                                        description="How often a worker writes progress and "
                                        "reads the cancel flag.")
+    heartbeat_s: float = Field(default=30.0, gt=0, le=3600,
+                               description="How often a worker writes that it is alive, from a "
+                               "thread beside its tasks (a busy solo worker cannot answer a "
+                               "ping).")
+    lost_after_s: float = Field(default=300.0, gt=0,
+                                description="A worker silent this long is lost (killed, out of "
+                                "memory, its machine gone): the live workers put its running "
+                                "chunks and finalize back on the queue. Keep it well above "
+                                "heartbeat_s.")
     migrate_on_start: bool = True
     serve_dashboard: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -64,7 +64,11 @@ def _workers(workers: list[dict], active: list[dict]) -> object:
     rows = []
     for w in workers:
         online, studies = w.get("online"), running_on.get(w["hostname"], [])
-        if online:
+        if w.get("state") == "lost" and not online:
+            status = html.Span("lost", className="chip chip-failed",
+                               title="silent for longer than CURVSCOPE_LOST_AFTER_S: its work "
+                               "was put back on the queue")
+        elif online:
             status = chip("online")
         elif studies:  # a solo worker busy with a task does not answer pings
             status = html.Span("busy", className="chip chip-running",

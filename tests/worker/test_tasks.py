@@ -192,3 +192,86 @@ def test_a_warm_shutdown_puts_the_running_chunk_back(wsettings):
     study = get(wsettings, sid)
     assert study.state == "running" and study.stage.startswith("interrupted")
     assert study.chunks[0].state == "pending" and study.chunks[0].worker is None
+
+
+def test_the_work_of_a_lost_worker_goes_back_on_the_queue(wsettings, monkeypatch):
+    """A worker silent for lost_after_s is marked lost by a live one, which re-sends its
+    running chunk and the finalize it was running; the live workers' own work is untouched,
+    and a second reap (or a second reaper) re-sends nothing."""
+    from datetime import timedelta
+
+    from backend.models import Worker, utcnow
+    from worker import tasks
+
+    monkeypatch.setattr(wsettings, "lost_after_s", 60.0)
+    chunked = add_study(wsettings, tiny(training={"seed": 31}))
+    tasks.start_study(chunked)                               # 2 chunks queued
+    finalizing = add_study(wsettings, tiny(training={"seed": 32}), state="running")
+    long_ago, now = utcnow() - timedelta(seconds=600), utcnow()
+    with write_session(wsettings) as session:
+        session.add_all([Worker(hostname="gone@x", device="cpu", pid=1, state="online",
+                                last_seen=long_ago),
+                         Worker(hostname="alive@x", device="cpu", pid=2, state="online",
+                                last_seen=now)])
+        chunks = session.query(StudyChunk).filter_by(study_id=chunked).order_by(
+            StudyChunk.index).all()
+        chunks[0].state, chunks[0].worker, chunks[0].progress = "running", "gone@x", 0.4
+        chunks[1].state, chunks[1].worker = "running", "alive@x"
+        study = session.get(Study, finalizing)
+        study.worker, study.finalize_enqueued = "gone@x", True
+    before = broker_status(wsettings)["pending_messages"]
+    reaped = tasks.reap_lost_workers()
+    assert reaped == {"gone@x": {"chunks": [(chunked, 0)], "finalize": [finalizing]}}
+    assert broker_status(wsettings)["pending_messages"] == before + 2
+    study = get(wsettings, chunked)
+    assert (study.chunks[0].state, study.chunks[0].worker, study.chunks[0].progress) == (
+        "pending", None, 0.0)
+    assert (study.chunks[1].state, study.chunks[1].worker) == ("running", "alive@x")
+    assert get(wsettings, finalizing).stage.startswith("re-queued: worker gone@x silent")
+    with read_session(wsettings) as session:
+        assert session.get(Worker, "gone@x").state == "lost"
+        assert session.get(Worker, "alive@x").state == "online"
+    assert tasks.reap_lost_workers() == {}
+    assert broker_status(wsettings)["pending_messages"] == before + 2
+
+
+def test_a_restarted_worker_takes_back_what_its_previous_run_left_running(wsettings):
+    from worker import tasks
+
+    sid = add_study(wsettings, tiny(training={"seed": 33}))
+    tasks.start_study(sid)
+    with write_session(wsettings) as session:
+        chunk = session.query(StudyChunk).filter_by(study_id=sid, index=1).one()
+        chunk.state, chunk.worker = "running", "w1@host"              # then: kill -9
+    assert tasks.requeue_work_of("w1@host", "worker w1@host restarted") == {
+        "chunks": [(sid, 1)], "finalize": []}
+    assert get(wsettings, sid).chunks[1].state == "pending"
+    tasks.retrain_chunk(sid, 1)                                       # the re-sent task
+    assert get(wsettings, sid).chunks[1].state == "done"
+
+
+def test_the_heartbeat_writes_last_seen(wsettings, monkeypatch):
+    from backend.models import Worker
+    from worker import tasks
+
+    monkeypatch.setattr(wsettings, "heartbeat_s", 0.05)
+    with write_session(wsettings) as session:
+        session.add(Worker(hostname="beat@x", device="cpu", pid=3, state="online"))
+    with read_session(wsettings) as session:
+        first = session.get(Worker, "beat@x").last_seen
+    beat = tasks.Heartbeat("beat@x")
+    beat.start()
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while True:
+            with read_session(wsettings) as session:
+                if session.get(Worker, "beat@x").last_seen > first:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        beat.stopped.set()
+        beat.join(5)
+    assert not beat.is_alive()
