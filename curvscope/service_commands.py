@@ -297,13 +297,7 @@ def submit(
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         if isinstance(config, dict) and "grid" in config:
             return _submit_sweep(client, base, config, follow)
-        try:
-            response = client.post("/api/v1/studies", json=config)
-        except httpx.TransportError as exc:
-            raise UserError(f"cannot reach the service at {base} ({exc}); start it with "
-                            "`curvscope up`") from None
-        if response.status_code >= 400:
-            raise UserError(_problem_message(response))
+        response = _post(client, base, "/api/v1/studies", config)
         study = response.json()
         sid = study["id"]
         if response.status_code == 200:
@@ -328,18 +322,24 @@ def submit(
     raise typer.Exit(1)
 
 
-def _submit_sweep(client, base: str, config: dict, follow: bool) -> None:
-    """POST /sweeps; then, when following, wait for every study and print one line each."""
+def _post(client, base: str, path: str, body: dict):
+    """POST to the service; an unreachable service or an API error is a UserError that says
+    what is wrong (the API's problem message, field by field)."""
     import httpx
 
     try:
-        response = client.post("/api/v1/sweeps", json=config)
+        response = client.post(path, json=body)
     except httpx.TransportError as exc:
         raise UserError(f"cannot reach the service at {base} ({exc}); start it with "
                         "`curvscope up`") from None
     if response.status_code >= 400:
         raise UserError(_problem_message(response))
-    sweep = response.json()
+    return response
+
+
+def _submit_sweep(client, base: str, config: dict, follow: bool) -> None:
+    """POST /sweeps; then, when following, wait for every study and print one line each."""
+    sweep = _post(client, base, "/api/v1/sweeps", config).json()
     ids = [point["study"]["id"] for point in sweep["points"]]
     err.print(f"sweep of {sweep['count']} studies: {sweep['created']} queued, "
               f"{sweep['reused']} already there; compare them at {base}{sweep['compare']}")

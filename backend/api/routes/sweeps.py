@@ -97,14 +97,18 @@ def _points(body: SweepIn, limit: int) -> list[dict[str, Any]]:
             for combination in itertools.product(*body.grid.values())]
 
 
+def _label(values: dict[str, Any]) -> str:
+    """inverse.damping=0.001, model.hidden=[32]"""
+    return ", ".join(f"{path}={json.dumps(value)}" for path, value in values.items())
+
+
 def _config(body: SweepIn, values: dict[str, Any]) -> dict:
     from curvscope.spec import deep_merge
 
     config = dict(body.base)
     for path, value in values.items():
         config = deep_merge(config, _nested(path, value))
-    label = ", ".join(f"{path}={json.dumps(value)}" for path, value in values.items())
-    config["name"] = f"{body.name or 'sweep'}: {label}"[:200]
+    config["name"] = f"{body.name or 'sweep'}: {_label(values)}"[:200]
     return config
 
 
@@ -116,26 +120,26 @@ def _config(body: SweepIn, values: dict[str, Any]) -> dict:
 def create_sweep(request: Request, body: SweepIn, session: SessionDep,
                  settings: SettingsDep) -> JSONResponse:
     points = _points(body, settings.max_sweep_studies)
+    configs = [_config(body, values) for values in points]
     resolved, errors = [], []
-    for index, values in enumerate(points):
+    for index, (values, config) in enumerate(zip(points, configs, strict=True)):
         try:
-            resolved.append(resolve(_config(body, values), session))
+            resolved.append(resolve(config, session))
         except Problem as problem:  # resolve's 422: say which point
             if problem.status != 422 or not problem.errors:
                 raise
-            label = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
-            errors += [{"field": f"point {index} ({label}): {e['field']}",
+            errors += [{"field": f"point {index} ({_label(values)}): {e['field']}",
                         "message": e["message"]} for e in problem.errors]
     if errors:
         raise invalid(errors, intro="Some points of the sweep are invalid (nothing was "
                       "stored)", kind="invalid-sweep")
     rows: list[tuple[dict, Study, bool]] = []
     with write_tx(request) as tx:
-        for values, spec in zip(points, resolved, strict=True):
+        for values, config, spec in zip(points, configs, resolved, strict=True):
             existing = _reusable(tx, spec.spec_hash)
             if existing is None:
                 study = Study(name=spec.spec.name, state="queued", spec=spec.spec_dict,
-                              request=_config(body, values), spec_hash=spec.spec_hash,
+                              request=config, spec_hash=spec.spec_hash,
                               preset=spec.preset, estimate=spec.estimate,
                               dataset_id=spec.dataset_id)
                 tx.add(study)
