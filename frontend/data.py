@@ -130,6 +130,23 @@ def load_results(client: ApiClient, study: dict) -> dict:
                               lambda: client.results(study["id"]), _json_size)
 
 
+def _fetch_each(names: Iterable[str], fetch: Callable[[str], Any],
+                missing_ok: bool) -> dict[str, Any]:
+    """``fetch(name)`` for each name (in parallel when several); a name the study lacks (the
+    API's 404) is left out when ``missing_ok``, else raises."""
+    def one(name: str):
+        try:
+            return name, fetch(name)
+        except ApiError as exc:
+            if missing_ok and exc.status == 404:
+                return name, None
+            raise
+
+    names = list(dict.fromkeys(names))
+    pairs = [one(n) for n in names] if len(names) <= 1 else list(FETCH_POOL.map(one, names))
+    return {name: value for name, value in pairs if value is not None}
+
+
 def load_arrays(client: ApiClient, study: dict, names: Iterable[str],
                 missing_ok: bool = True) -> dict[str, np.ndarray]:
     """Several arrays of a succeeded study, fetched in parallel (cached). Names the study
@@ -137,23 +154,9 @@ def load_arrays(client: ApiClient, study: dict, names: Iterable[str],
     if study.get("state") != "succeeded":
         raise StudyNotReady(study)
     base = study_key(client, study)
-    names = list(dict.fromkeys(names))
-
-    def one(name: str):
-        try:
-            return name, CACHE.get_or_fetch(("array", *base, name),
-                                            lambda: client.array(study["id"], name),
-                                            _array_size)
-        except ApiError as exc:
-            if missing_ok and exc.status == 404:
-                return name, None
-            raise
-
-    if len(names) <= 1:
-        pairs = [one(n) for n in names]
-    else:
-        pairs = list(FETCH_POOL.map(one, names))
-    return {name: value for name, value in pairs if value is not None}
+    return _fetch_each(names, lambda name: CACHE.get_or_fetch(
+        ("array", *base, name), lambda: client.array(study["id"], name), _array_size),
+        missing_ok)
 
 
 def load_rows(client: ApiClient, study: dict, names: Iterable[str], index: int,
@@ -164,23 +167,15 @@ def load_rows(client: ApiClient, study: dict, names: Iterable[str], index: int,
     if study.get("state") != "succeeded":
         raise StudyNotReady(study)
     base = study_key(client, study)
-    names = list(dict.fromkeys(names))
 
-    def one(name: str):
+    def row(name: str):
         whole = CACHE.get(("array", *base, name))
         if whole is not None:
-            return name, whole[index]
-        try:
-            return name, CACHE.get_or_fetch(("row", *base, name, index),
-                                            lambda: client.array(study["id"], name, index),
-                                            _array_size)
-        except ApiError as exc:
-            if missing_ok and exc.status == 404:
-                return name, None
-            raise
+            return whole[index]
+        return CACHE.get_or_fetch(("row", *base, name, index),
+                                  lambda: client.array(study["id"], name, index), _array_size)
 
-    pairs = [one(n) for n in names] if len(names) <= 1 else list(FETCH_POOL.map(one, names))
-    return {name: value for name, value in pairs if value is not None}
+    return _fetch_each(names, row, missing_ok)
 
 
 def _figure_size(figure: Any) -> int:

@@ -124,7 +124,7 @@ def load(ids, _tick, param, alpha, initial, ready):
     if unfinished:
         return [], None, [], None, None, None, _waiting(ids, states), False, None
     try:
-        studies = _load(ids)
+        studies = _load(ids, states)
     except (ApiError, StudyNotReady) as exc:
         return [], None, [], None, None, api_error(exc, "Could not load the studies"), \
             None, True, []
@@ -159,12 +159,14 @@ def _waiting(ids: list[int], states: dict[int, dict]) -> html.Div:
         id="compare-waiting-card")
 
 
-def _load(ids: list[int]) -> list[tuple[dict, dict]]:
+def _load(ids: list[int], rows: dict[int, dict] | None = None) -> list[tuple[dict, dict]]:
+    """(study, results) of each id; ``rows`` are the studies as listed, when at hand (a list
+    row names what the results cache keys on), else each study is fetched."""
     client = get_client()
     out = []
     for sid in ids:
-        detail = client.study(sid)
-        out.append((detail, load_results(client, detail)))
+        study = (rows or {}).get(sid) or client.study(sid)
+        out.append((study, load_results(client, study)))
     return out
 
 
