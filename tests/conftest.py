@@ -23,3 +23,20 @@ def make_problem(n=40, n_features=5, n_classes=4, hidden=(6, 5), activation="tan
 def problem(request):
     activation, bias = request.param
     return make_problem(activation=activation, bias=bias)
+
+
+# --- test tiers --------------------------------------------------------------------------------
+# Directories whose tests need real services or a browser carry their tier without each file
+# saying so; every test left unmarked after that is in the fast tier (`pytest -m fast`).
+_TIER_OF_DIRECTORY = {"integration": "integration", "browser": "browser"}
+_SLOW_TIERS = ("slow", "integration", "browser", "docker")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.parts
+        for directory, tier in _TIER_OF_DIRECTORY.items():
+            if directory in parts and "tests" in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+        if not any(item.get_closest_marker(tier) for tier in _SLOW_TIERS):
+            item.add_marker(pytest.mark.fast)
