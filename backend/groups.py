@@ -1,0 +1,33 @@
+"""Groups of studies that were asked for together: an ablation ladder (``kind = "ladder"``).
+
+A group is its definition (the request that made it) and its members, in order: each member is
+a label (the rung), the choices it switched and the study that runs it. Studies are shared: an
+identical spec asked for by two groups is one study (the API reuses a succeeded, queued or
+running study with the same spec hash), so members point at studies rather than own them; a
+deleted study leaves its member pointing nowhere, which the API reports as ``deleted``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.models import Base, utcnow
+
+GROUP_KINDS = ("ladder",)
+
+
+class StudyGroup(Base):
+    __tablename__ = "study_groups"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (links to /ladder/<id>)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # [{"label", "path", "switched": [...], "study_id"}] in the group's order
+    members: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
