@@ -2,14 +2,16 @@
 
 τ(x, z_j) = − ∇_θℓ(z_j)ᵀ (M + λI)⁺ ∇_θℓ(x): positive τ means up-weighting z_j raises the test
 loss (harmful), negative means it lowers it (helpful). Scores form an n_test × n_train matrix,
-computed as −(G_test V) diag(w) (G_train V)ᵀ block by block in M's eigenbasis.
+computed as −(G_test V) diag(w) (G_train V)ᵀ block by block in M's eigenbasis, with w from the
+inverse rule applied to the damped spectrum the method really receives
+(``inverse.damped_spectrum``: exact damping e + λ, or K-FAC's heuristic π damping).
 """
 
 from __future__ import annotations
 
 import torch
 
-from curvscope.attribution.inverse import InverseRule, inverse_weights
+from curvscope.attribution.inverse import InverseRule, damped_spectrum, inverse_weights
 from curvscope.curvature.base import CurvatureOperator
 
 
@@ -19,7 +21,11 @@ def influence_scores(
     test_gradients: torch.Tensor,
     rule: InverseRule,
 ) -> tuple[torch.Tensor, dict]:
-    """(n_test × n_train) scores and the inversion record."""
-    weights, info = inverse_weights(operator.eigenvalues(), rule)
+    """(n_test × n_train) scores and the inversion record; the record's ``damping_received``
+    says which damping the method got (``inverse.damped_spectrum``)."""
+    shifted, received = damped_spectrum(operator, rule)
+    weights, info = inverse_weights(operator.eigenvalues(), rule,
+                                    shifted=shifted if received["rule"] == "heuristic" else None)
+    info["damping_received"] = received
     scores = -(operator.rotate(test_gradients) * weights) @ operator.rotate(train_gradients).T
     return scores, info

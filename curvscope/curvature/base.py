@@ -92,12 +92,19 @@ class KroneckerEigenBlock(EigenBlock):
     augmented matrix [W | b] (out × in+1), applies U_Sᵀ · U_A, and flattens row-major, so
     ``eigenvalues`` is the flattened (out × in_aug) matrix of λ_{o,i} (σ_o α_i for K-FAC,
     λ*_{o,i} for EK-FAC). Nothing d_b × d_b is ever formed.
+
+    K-FAC also keeps the factor spectra ``sigma`` (of S, length out) and ``alpha`` (of A,
+    length in_aug; [1] for a bias-only block), with ``eigenvalues = vec(σ αᵀ)``: the factored
+    (heuristic π) damping of ``attribution.inverse.damped_spectrum`` needs them. They are
+    None for EK-FAC, whose eigenvalues are not a Kronecker product.
     """
 
     block: Block
     U_S: torch.Tensor
     U_A: torch.Tensor
     eigenvalues: torch.Tensor
+    sigma: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
 
     @property
     def start(self):

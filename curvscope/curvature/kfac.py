@@ -17,7 +17,8 @@ def build(ctx: CurvatureContext) -> CurvatureOperator:
     blocks = []
     for block in ctx.layout.blocks:
         sigma, U_S, alpha, U_A = ctx.kronecker_eigenbasis(block)
-        blocks.append(KroneckerEigenBlock(block, U_S, U_A, torch.outer(sigma, alpha).reshape(-1)))
+        blocks.append(KroneckerEigenBlock(block, U_S, U_A, torch.outer(sigma, alpha).reshape(-1),
+                                          sigma=sigma, alpha=alpha))
     return CurvatureOperator("K-FAC", ctx.n_params, blocks, info=_fisher_info(ctx))
 
 
