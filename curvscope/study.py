@@ -1,8 +1,13 @@
-"""The pipeline: a StudySpec in, a StudyResult out, stage by stage.
+"""The pipeline: a StudySpec in, a StudyResult out, a short loop over named stages.
 
-Stages: data → train → gradients → curvature (one per method) → scores → diagnostics.
+``stage_plan(spec)`` lists the stages in order: data → train → gradients → curvature/<method>
+(one per method, dense first) → scores → diagnostics → groundtruth/<α> (one per α) → lds.
+Each is a small function of a :class:`StudyState` (``STAGES`` maps a stage's kind to it);
+``assemble`` turns the final state into results.json and arrays.npz, written atomically.
 Expensive stages are cached under hashes of exactly their inputs (``storage.StageCache``);
-``results.json`` and ``arrays.npz`` are written atomically.
+the key material of every cached stage kind is built by one function here
+(``train_material``, ``curvature_material``, ``retrain_material``) and holds curvscope's
+version and ``CODE_VERSION``, so a code fix never reuses a stale stage.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -32,6 +37,7 @@ from curvscope.groundtruth import (
     retrain_slice,
     seed_noise_ceiling,
 )
+from curvscope.groundtruth.hierarchy import hierarchy_check, lds_lost
 from curvscope.models import ParameterLayout, build_mlp
 from curvscope.registry import CHAIN, dense_methods, get_method
 from curvscope.spec import StudySpec
@@ -141,110 +147,294 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | None = None,
-              progress: Progress | None = None) -> StudyResult:
-    """Run every stage of ``spec``; write results.json and arrays.npz to ``out_dir`` if given."""
-    report = progress or (lambda stage, fraction: None)
-    timings: dict[str, float] = {}
-    cache = StageCache(cache_dir)
+# ----- cache-key material: the one place every stage's key is built ------------------------
 
-    @contextmanager
-    def stage(name: str):
-        report(name, 0.0)
-        start = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - start, 4)
-        report(name, 1.0)
+#: Bumped on any fix that changes the numbers of a cached stage (a numerics fix in training,
+#: curvature or retraining). Every cache key holds it with the package version, so a code fix
+#: never reuses a stale cached stage.
+CODE_VERSION = 1
 
-    dtype = torch.float64 if spec.compute.dtype == "float64" else torch.float32
-    device = resolve_device(spec.compute.device)
 
-    with stage("data"):
-        data = load_data(spec.data)
+def code_version() -> dict:
+    """What names the code in every cache key: curvscope's package version and CODE_VERSION."""
+    return {"curvscope": package_versions()["curvscope"], "code": CODE_VERSION}
 
-        def tensor(a, kind=dtype):
-            return torch.as_tensor(a, dtype=kind, device=device)
 
-        X_train, y_train = tensor(data.X_train), tensor(data.y_train, torch.long)
-        X_test, y_test = tensor(data.X_test), tensor(data.y_test, torch.long)
-        model = build_mlp(data.n_features, data.n_classes, spec.model, seed=spec.training.seed,
-                          dtype=dtype).to(device)
-        layout = ParameterLayout.from_model(model, spec.curvature.block_structure)
-        check_memory_budget(spec, layout.n_params)
+def train_material(spec: StudySpec, device_type: str) -> dict:
+    """Everything the trained model depends on."""
+    return {"version": code_version(),
+            "data": spec.data.model_dump(mode="json"),
+            "model": spec.model.model_dump(mode="json"),
+            "training": spec.training.model_dump(mode="json"),
+            "dtype": spec.compute.dtype, "device": device_type}
 
-    train_material = {"data": spec.data.model_dump(mode="json"),
-                      "model": spec.model.model_dump(mode="json"),
-                      "training": spec.training.model_dump(mode="json"),
-                      "dtype": spec.compute.dtype, "device": device.type}
-    with stage("train"):
-        def train():
-            result = train_model(model, X_train, y_train, spec.training,
-                                 progress=lambda e, n: report("train", e / n))
-            return {"theta": result.theta.cpu(),
-                    "checkpoints": {e: t.cpu() for e, t in result.checkpoints.items()},
-                    "epoch_losses": result.epoch_losses}
 
-        trained = cache.get_or_compute("train", train_material, train)
-        with torch.no_grad():
-            for name, value in layout.unflatten(trained["theta"].to(device)).items():
-                model.get_parameter(name).copy_(value)
+def curvature_material(spec: StudySpec, method: str, device_type: str) -> dict:
+    """Everything one method's curvature operator depends on: the trained model and the
+    curvature settings (not the methods list, not the diagnostics' k)."""
+    return {"version": code_version(), "train": train_material(spec, device_type),
+            "method": method,
+            "settings": spec.curvature.model_dump(mode="json",
+                                                  exclude={"methods", "eigenbasis_k"})}
 
-    with stage("gradients"):
-        train_grads = per_sample_gradients(model, X_train, y_train, layout)
-        test_grads = per_sample_gradients(model, X_test, y_test, layout)
 
-    settings = CurvatureSettings(block_structure=spec.curvature.block_structure,
-                                 fisher_type=spec.curvature.fisher_type,
-                                 mc_samples=spec.curvature.mc_samples, seed=spec.training.seed)
-    ctx = CurvatureContext(model, X_train, y_train, settings)
-    operators: dict[str, CurvatureOperator] = {}
-    # dense methods first so EK-FAC can read its eigenvalues off the dense GGN
-    order = sorted(spec.curvature.methods, key=lambda n: get_method(n).dense_matrix is None)
-    for name in order:
-        info = get_method(name)
-        with stage(f"curvature/{name}"):
-            material = {"train": train_material, "method": name,
-                        "settings": spec.curvature.model_dump(
-                            mode="json", exclude={"methods", "eigenbasis_k"})}
-            operators[name] = cache.get_or_compute(f"curvature/{name}", material,
-                                                   lambda info=info: info.build(ctx))
-            if info.dense_matrix and not ctx.has(info.dense_matrix):
-                # reused from the cache: the matrix is its eigen-decomposition recomposed
-                ctx.adopt_dense(info.dense_matrix, operators[name].to_dense())
-    operators = {name: operators[name] for name in spec.curvature.methods}
+def retrain_material(spec: StudySpec, device_type: str, task: RetrainTask) -> dict:
+    """Everything one retraining task's losses depend on (not the training seed of the
+    studied model: retraining seeds are groundtruth.seed + r)."""
+    gt = spec.groundtruth
+    return {"version": code_version(),
+            "data": spec.data.model_dump(mode="json"),
+            "model": spec.model.model_dump(mode="json"),
+            "training": spec.training.model_dump(mode="json", exclude={"seed"}),
+            "groundtruth": gt.model_dump(mode="json", include={"n_seeds", "seed", "dtype"}),
+            "device": device_type,
+            "alpha": task.alpha, "subsets": [task.subset_start, task.subset_stop]}
 
-    scores: dict[str, torch.Tensor] = {}
-    inversion: dict[str, dict] = {}
-    with stage("scores"):
-        for name, op in operators.items():
-            scores[name], inversion[name] = influence_scores(op, train_grads, test_grads,
-                                                             spec.inverse)
 
-    with stage("diagnostics"):
-        diagnostics, diag_arrays = diagnose(ctx, operators, spec.curvature.eigenbasis_k,
-                                            spec.inverse.damping)
-        for name in operators:
-            diagnostics["methods"][name]["inverse"] = inversion[name]
-            diagnostics["methods"][name]["timing_seconds"] = timings[f"curvature/{name}"]
-            diagnostics["methods"][name]["cache"] = cache.events.get(f"curvature/{name}")
+# ----- the stages --------------------------------------------------------------------------
 
-    groundtruth, gt_arrays = None, {}
+def curvature_order(spec: StudySpec) -> list[str]:
+    """The order methods are built in: dense methods first, so EK-FAC can read its
+    eigenvalues off the dense GGN."""
+    return sorted(spec.curvature.methods, key=lambda n: get_method(n).dense_matrix is None)
+
+
+def stage_plan(spec: StudySpec) -> list[str]:
+    """The stages ``run_study`` runs and reports, in order (the worker's progress uses it)."""
+    stages = ["data", "train", "gradients",
+              *[f"curvature/{m}" for m in curvature_order(spec)], "scores", "diagnostics"]
     if spec.groundtruth.enabled:
-        groundtruth, gt_arrays = _ground_truth(spec, data, model, scores, cache, stage, report)
-        lds_values = groundtruth.pop("lds")
-        for name in operators:
-            diagnostics["methods"][name]["lds"] = lds_values[name]
-        if diagnostics["decomposition"] is not None:
-            diagnostics["decomposition"]["lds_lost"] = groundtruth["lds_lost"]
+        stages += [f"groundtruth/{a}" for a in spec.groundtruth.alphas] + ["lds"]
+    return stages
 
+
+@dataclass
+class StudyState:
+    """What the stages of one study pass to each other. Each stage reads what earlier stages
+    left here and adds its own outputs; ``assemble`` turns the final state into results."""
+
+    spec: StudySpec
+    cache: StageCache
+    report: Progress
+    device: torch.device
+    dtype: torch.dtype
+    timings: dict[str, float] = field(default_factory=dict)
+    # data
+    data: Any = None
+    X_train: torch.Tensor | None = None
+    y_train: torch.Tensor | None = None
+    X_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    model: torch.nn.Module | None = None
+    layout: ParameterLayout | None = None
+    # train
+    trained: dict | None = None
+    # gradients
+    train_grads: torch.Tensor | None = None
+    test_grads: torch.Tensor | None = None
+    # curvature (in build order; ``methods`` gives the spec's order)
+    ctx: CurvatureContext | None = None
+    operators: dict[str, CurvatureOperator] = field(default_factory=dict)
+    # scores
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    inversion: dict[str, dict] = field(default_factory=dict)
+    # diagnostics
+    diagnostics: dict | None = None
+    diag_arrays: dict = field(default_factory=dict)
+    # ground truth
+    retrain_inputs: _RetrainInputs | None = None
+    masks: dict[float, np.ndarray] = field(default_factory=dict)
+    retrained: dict[float, np.ndarray] = field(default_factory=dict)
+    groundtruth: dict | None = None
+    lds: dict[str, dict] = field(default_factory=dict)
+    bootstrap: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    gt_arrays: dict = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.spec.curvature.methods)
+
+    def tensor(self, array, kind: torch.dtype | None = None) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=kind or self.dtype, device=self.device)
+
+
+def stage_data(state: StudyState, name: str) -> None:
+    """Load and split the data, build the model, check the dense-memory budget."""
+    spec = state.spec
+    data = state.data = load_data(spec.data)
+    state.X_train, state.y_train = state.tensor(data.X_train), state.tensor(data.y_train,
+                                                                           torch.long)
+    state.X_test, state.y_test = state.tensor(data.X_test), state.tensor(data.y_test,
+                                                                        torch.long)
+    state.model = build_mlp(data.n_features, data.n_classes, spec.model,
+                            seed=spec.training.seed, dtype=state.dtype).to(state.device)
+    state.layout = ParameterLayout.from_model(state.model, spec.curvature.block_structure)
+    check_memory_budget(spec, state.layout.n_params)
+
+
+def stage_train(state: StudyState, name: str) -> None:
+    """Train the model (cached) and load its final parameters."""
+    spec, model = state.spec, state.model
+
+    def train():
+        result = train_model(model, state.X_train, state.y_train, spec.training,
+                             progress=lambda e, n: state.report(name, e / n))
+        return {"theta": result.theta.cpu(),
+                "checkpoints": {e: t.cpu() for e, t in result.checkpoints.items()},
+                "epoch_losses": result.epoch_losses}
+
+    state.trained = state.cache.get_or_compute(
+        name, train_material(spec, state.device.type), train)
     with torch.no_grad():
-        train_logits, test_logits = model(X_train), model(X_test)
-        test_losses = F.cross_entropy(test_logits, y_test, reduction="none")
+        for param, value in state.layout.unflatten(state.trained["theta"].to(
+                state.device)).items():
+            model.get_parameter(param).copy_(value)
+
+
+def stage_gradients(state: StudyState, name: str) -> None:
+    """Per-sample gradients of the training and test losses."""
+    state.train_grads = per_sample_gradients(state.model, state.X_train, state.y_train,
+                                             state.layout)
+    state.test_grads = per_sample_gradients(state.model, state.X_test, state.y_test,
+                                            state.layout)
+
+
+def curvature_settings(spec: StudySpec) -> CurvatureSettings:
+    return CurvatureSettings(block_structure=spec.curvature.block_structure,
+                             fisher_type=spec.curvature.fisher_type,
+                             mc_samples=spec.curvature.mc_samples, seed=spec.training.seed)
+
+
+def stage_curvature(state: StudyState, name: str) -> None:
+    """Build one method's curvature operator (cached); ``name`` is ``curvature/<method>``."""
+    method = name.split("/", 1)[1]
+    spec = state.spec
+    if state.ctx is None:
+        state.ctx = CurvatureContext(state.model, state.X_train, state.y_train,
+                                     curvature_settings(spec))
+    ctx, info = state.ctx, get_method(method)
+    state.operators[method] = state.cache.get_or_compute(
+        name, curvature_material(spec, method, state.device.type), lambda: info.build(ctx))
+    if info.dense_matrix and not ctx.has(info.dense_matrix):
+        # reused from the cache: the matrix is its eigen-decomposition recomposed
+        ctx.adopt_dense(info.dense_matrix, state.operators[method].to_dense())
+
+
+def stage_scores(state: StudyState, name: str) -> None:
+    """Influence scores of every method under the spec's inverse rule."""
+    state.operators = {m: state.operators[m] for m in state.methods}
+    for method, op in state.operators.items():
+        state.scores[method], state.inversion[method] = influence_scores(
+            op, state.train_grads, state.test_grads, state.spec.inverse)
+
+
+def stage_diagnostics(state: StudyState, name: str) -> None:
+    """Residuals, spectra, overlaps and the error decomposition (SCIENCE.md §5)."""
+    spec = state.spec
+    state.diagnostics, state.diag_arrays = diagnose(
+        state.ctx, state.operators, spec.curvature.eigenbasis_k, spec.inverse.damping)
+    for method in state.operators:
+        entry = state.diagnostics["methods"][method]
+        entry["inverse"] = state.inversion[method]
+        entry["timing_seconds"] = state.timings[f"curvature/{method}"]
+        entry["cache"] = state.cache.events.get(f"curvature/{method}")
+
+
+def stage_retraining(state: StudyState, name: str) -> None:
+    """Retrain on the subsets of one α (``name`` is ``groundtruth/<α>``), through the cache
+    task by task (tasks may already have run on other workers)."""
+    spec, gt = state.spec, state.spec.groundtruth
+    alpha = next(a for a in gt.alphas if name == f"groundtruth/{a}")
+    if state.retrain_inputs is None:
+        state.retrain_inputs = _retrain_inputs(spec, state.data,
+                                               next(state.model.parameters()).device)
+    mine = [t for t in plan_retraining(spec) if t.alpha == alpha]
+    parts = []
+    for k, task in enumerate(mine):
+        parts.append(_task_losses(
+            spec, state.retrain_inputs, task, state.cache,
+            lambda f, k=k, n=len(mine): state.report(name, (k + f) / n)))
+    losses = np.concatenate(parts, axis=1)
+    state.masks[alpha] = draw_subsets(state.data.n_train, alpha, gt.n_subsets, gt.seed)
+    state.retrained[alpha] = losses[-1].astype(np.float64)  # final epoch: M × R × n_test
+    state.gt_arrays[f"masks/{alpha}"] = state.masks[alpha]
+    state.gt_arrays[f"retrained_losses/{alpha}"] = losses[-1]
+    if len(spec.training.checkpoint_epochs()) > 1:
+        state.gt_arrays[f"retrained_losses_by_epoch/{alpha}"] = losses
+
+
+def stage_lds(state: StudyState, name: str) -> None:
+    """The LDS of every method with its interval, the seed-noise ceiling, the LDS lost at each
+    step of the chain and the hierarchy check (``groundtruth.hierarchy``)."""
+    gt = state.spec.groundtruth
+    result: dict = {"alphas": gt.alphas, "n_subsets": gt.n_subsets, "n_seeds": gt.n_seeds,
+                    "seed": gt.seed, "dtype": gt.dtype,
+                    "checkpoint_epochs": state.spec.training.checkpoint_epochs(),
+                    "ceiling": {}}
+    state.lds = {m: {} for m in state.scores}
+    arrays = state.gt_arrays
+    for alpha in gt.alphas:
+        key = str(alpha)
+        targets = state.retrained[alpha].mean(axis=1)
+        predictions = {m: predicted_losses(state.masks[alpha], score.detach().cpu().numpy())
+                       for m, score in state.scores.items()}
+        for m, value in lds_many(targets, predictions, gt.n_bootstrap, seed=gt.seed).items():
+            arrays[f"lds_per_test/{m}/{alpha}"] = value.pop("per_test")
+            state.bootstrap[m, key] = value.pop("bootstrap")
+            state.lds[m][key] = value
+        if gt.n_seeds >= 2:
+            ceiling = seed_noise_ceiling(state.retrained[alpha], gt.n_bootstrap, seed=gt.seed)
+            arrays[f"lds_per_test/ceiling/{alpha}"] = ceiling.pop("per_test")
+            ceiling.pop("bootstrap")
+            result["ceiling"][key] = ceiling
+        else:
+            result["ceiling"][key] = None
+    alphas = [str(x) for x in gt.alphas]
+    result["lds_lost"] = lds_lost(state.lds, state.bootstrap,
+                                  [n for n in CHAIN if n in state.scores], alphas)
+    result["hierarchy"] = {a: hierarchy_check(state.lds, state.bootstrap, a) for a in alphas}
+    state.groundtruth = result
+    for method in state.operators:
+        state.diagnostics["methods"][method]["lds"] = state.lds[method]
+    if state.diagnostics["decomposition"] is not None:
+        state.diagnostics["decomposition"]["lds_lost"] = result["lds_lost"]
+
+
+#: The function of each stage kind (the part of a stage name before the first "/").
+STAGES: dict[str, Callable[[StudyState, str], None]] = {
+    "data": stage_data,
+    "train": stage_train,
+    "gradients": stage_gradients,
+    "curvature": stage_curvature,
+    "scores": stage_scores,
+    "diagnostics": stage_diagnostics,
+    "groundtruth": stage_retraining,
+    "lds": stage_lds,
+}
+
+
+def run_stage(state: StudyState, name: str) -> None:
+    """Run the stage ``name``, reporting its start and end and recording its wall time."""
+    state.report(name, 0.0)
+    start = time.perf_counter()
+    STAGES[name.split("/", 1)[0]](state, name)
+    state.timings[name] = round(time.perf_counter() - start, 4)
+    state.report(name, 1.0)
+
+
+def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
+    """results.json's content and the arrays of a study whose stages have all run."""
+    spec, data, model, layout, trained = (state.spec, state.data, state.model, state.layout,
+                                          state.trained)
+    with torch.no_grad():
+        train_logits, test_logits = model(state.X_train), model(state.X_test)
+        test_losses = F.cross_entropy(test_logits, state.y_test, reduction="none")
     results = {
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
         "versions": package_versions(),
-        "device": describe_device(device),
+        "device": describe_device(state.device),
         "n_params": layout.n_params,
         "n_train": data.n_train,
         "n_test": data.n_test,
@@ -252,19 +442,20 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
         "blocks": layout.describe_blocks(),
         "training": {
             "epoch_losses": trained["epoch_losses"],
-            "train_loss": float(F.cross_entropy(train_logits, y_train)),
-            "train_accuracy": float((train_logits.argmax(1) == y_train).double().mean()),
+            "train_loss": float(F.cross_entropy(train_logits, state.y_train)),
+            "train_accuracy": float((train_logits.argmax(1) == state.y_train).double().mean()),
             "test_loss": float(test_losses.mean()),
-            "test_accuracy": float((test_logits.argmax(1) == y_test).double().mean()),
+            "test_accuracy": float((test_logits.argmax(1) == state.y_test).double().mean()),
             "checkpoint_epochs": sorted(trained["checkpoints"]),
         },
         "inverse": spec.inverse.model_dump(mode="json"),
-        "cache": dict(cache.events),
-        **diagnostics,
-        "groundtruth": groundtruth,
-        "timings": timings,
+        "cache": dict(state.cache.events),
+        **state.diagnostics,
+        "groundtruth": state.groundtruth,
+        "timings": state.timings,
     }
-    arrays = {f"scores/{n}": s for n, s in scores.items()} | diag_arrays | gt_arrays
+    arrays = {f"scores/{n}": s for n, s in state.scores.items()} | state.diag_arrays | \
+        state.gt_arrays
     arrays |= {f"params/{n}": v for n, v in layout.unflatten(trained["theta"]).items()}
     arrays |= {f"checkpoints/{e}": t for e, t in trained["checkpoints"].items()}
     arrays |= {"split/train": data.train_idx, "split/test": data.test_idx,
@@ -274,8 +465,22 @@ def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | No
         arrays["images/train"] = data.images[data.train_idx]
     arrays = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v))
               for k, v in arrays.items()}
+    return results, arrays
+
+
+def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | None = None,
+              progress: Progress | None = None) -> StudyResult:
+    """Run every stage of ``stage_plan(spec)``; write results.json and arrays.npz to
+    ``out_dir`` if given."""
+    state = StudyState(spec=spec, cache=StageCache(cache_dir),
+                       report=progress or (lambda stage, fraction: None),
+                       device=resolve_device(spec.compute.device),
+                       dtype=torch.float64 if spec.compute.dtype == "float64" else torch.float32)
+    for name in stage_plan(spec):
+        run_stage(state, name)
+    results, arrays = assemble(state)
     if out_dir is not None:
-        write_study(Path(out_dir), results, arrays, timings)
+        write_study(Path(out_dir), results, arrays, state.timings)
     return StudyResult(results, arrays)
 
 
@@ -308,7 +513,7 @@ def plan_retraining(spec: StudySpec) -> list[RetrainTask]:
 class _RetrainInputs:
     template: torch.nn.Sequential
     tensors: tuple[torch.Tensor, ...]  # X, y, X_test, y_test in the retraining dtype
-    material: dict
+    device_type: str
 
 
 def _retrain_inputs(spec: StudySpec, data, device: torch.device) -> _RetrainInputs:
@@ -320,24 +525,18 @@ def _retrain_inputs(spec: StudySpec, data, device: torch.device) -> _RetrainInpu
                torch.as_tensor(data.y_test, device=device))
     template = build_mlp(data.n_features, data.n_classes, spec.model, seed=0,
                          dtype=dtype).to(device)
-    material = {"data": spec.data.model_dump(mode="json"),
-                "model": spec.model.model_dump(mode="json"),
-                "training": spec.training.model_dump(mode="json", exclude={"seed"}),
-                "groundtruth": gt.model_dump(mode="json", include={"n_seeds", "seed", "dtype"}),
-                "device": device.type}
-    return _RetrainInputs(template, tensors, material)
+    return _RetrainInputs(template, tensors, device.type)
 
 
 def _task_losses(spec, inputs: _RetrainInputs, task: RetrainTask, cache: StageCache,
                  progress=None) -> np.ndarray:
     """Losses (n_checkpoints × subsets × seeds × n_test) of one task, through the cache."""
-    material = inputs.material | {"alpha": task.alpha,
-                                  "subsets": [task.subset_start, task.subset_stop]}
-    return cache.get_or_compute(task.stage, material, lambda: retrain_slice(
-        inputs.template, *inputs.tensors, spec.training, spec.groundtruth, task.alpha,
-        list(range(task.subset_start, task.subset_stop)),
-        list(range(spec.groundtruth.n_seeds)), progress=progress,
-        memory_budget_bytes=memory_budget_bytes(spec)))
+    return cache.get_or_compute(
+        task.stage, retrain_material(spec, inputs.device_type, task), lambda: retrain_slice(
+            inputs.template, *inputs.tensors, spec.training, spec.groundtruth, task.alpha,
+            list(range(task.subset_start, task.subset_stop)),
+            list(range(spec.groundtruth.n_seeds)), progress=progress,
+            memory_budget_bytes=memory_budget_bytes(spec)))
 
 
 def run_retraining_task(spec: StudySpec, task: RetrainTask, cache_dir: Path,
@@ -346,95 +545,6 @@ def run_retraining_task(spec: StudySpec, task: RetrainTask, cache_dir: Path,
     device = resolve_device(spec.compute.device)
     inputs = _retrain_inputs(spec, load_data(spec.data), device)
     _task_losses(spec, inputs, task, StageCache(cache_dir), progress)
-
-
-def _ground_truth(spec, data, model, scores, cache, stage, report):
-    """Retrain on subsets for every α, then the LDS of every method with its interval, the
-    seed-noise ceiling, the LDS lost at each step of the chain and the hierarchy check."""
-    gt = spec.groundtruth
-    inputs = _retrain_inputs(spec, data, next(model.parameters()).device)
-    epochs = spec.training.checkpoint_epochs()
-    arrays: dict[str, np.ndarray] = {}
-    retrained: dict[float, np.ndarray] = {}
-    masks: dict[float, np.ndarray] = {}
-    tasks = plan_retraining(spec)
-    for alpha in gt.alphas:
-        name = f"groundtruth/{alpha}"
-        mine = [t for t in tasks if t.alpha == alpha]
-        with stage(name):
-            parts = []
-            for k, task in enumerate(mine):
-                parts.append(_task_losses(
-                    spec, inputs, task, cache,
-                    lambda f, k=k, name=name, n=len(mine): report(name, (k + f) / n)))
-            losses = np.concatenate(parts, axis=1)
-        masks[alpha] = draw_subsets(data.n_train, alpha, gt.n_subsets, gt.seed)
-        retrained[alpha] = losses[-1].astype(np.float64)  # final epoch: M × R × n_test
-        arrays[f"masks/{alpha}"] = masks[alpha]
-        arrays[f"retrained_losses/{alpha}"] = losses[-1]
-        if len(epochs) > 1:
-            arrays[f"retrained_losses_by_epoch/{alpha}"] = losses
-    result: dict = {"alphas": gt.alphas, "n_subsets": gt.n_subsets, "n_seeds": gt.n_seeds,
-                    "seed": gt.seed, "dtype": gt.dtype, "checkpoint_epochs": epochs,
-                    "ceiling": {}, "lds": {n: {} for n in scores}}
-    bootstrap: dict[tuple[str, str], np.ndarray] = {}
-    with stage("lds"):
-        for alpha in gt.alphas:
-            key = str(alpha)
-            targets = retrained[alpha].mean(axis=1)
-            predictions = {name: predicted_losses(masks[alpha], score.detach().cpu().numpy())
-                           for name, score in scores.items()}
-            for name, value in lds_many(targets, predictions, gt.n_bootstrap,
-                                        seed=gt.seed).items():
-                arrays[f"lds_per_test/{name}/{alpha}"] = value.pop("per_test")
-                bootstrap[name, key] = value.pop("bootstrap")
-                result["lds"][name][key] = value
-            if gt.n_seeds >= 2:
-                ceiling = seed_noise_ceiling(retrained[alpha], gt.n_bootstrap, seed=gt.seed)
-                arrays[f"lds_per_test/ceiling/{alpha}"] = ceiling.pop("per_test")
-                ceiling.pop("bootstrap")
-                result["ceiling"][key] = ceiling
-            else:
-                result["ceiling"][key] = None
-    result["lds_lost"] = [
-        {"from": a, "to": b, "lds_lost": {str(x): _paired_difference(result["lds"], bootstrap,
-                                                                      a, b, str(x))
-                                          for x in gt.alphas}}
-        for a, b in _adjacent([n for n in CHAIN if n in scores])]
-    result["hierarchy"] = {
-        str(x): _hierarchy(result["lds"], bootstrap, str(x)) for x in gt.alphas}
-    return result, arrays
-
-
-def _adjacent(names: list[str]) -> list[tuple[str, str]]:
-    return list(zip(names[:-1], names[1:], strict=True))
-
-
-def _paired_difference(values: dict, bootstrap: dict, a: str, b: str, alpha: str) -> dict:
-    """LDS(a) − LDS(b) with a 95 % interval from the paired bootstrap: both methods' LDS are
-    taken on the same resampled subsets, so the interval reflects the difference itself."""
-    difference = bootstrap[a, alpha] - bootstrap[b, alpha]
-    low, high = np.nanquantile(difference, [0.025, 0.975])
-    return {"value": values[a][alpha]["value"] - values[b][alpha]["value"],
-            "ci_low": float(low), "ci_high": float(high)}
-
-
-HIERARCHY = ("H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "identity")
-
-
-def _hierarchy(values: dict, bootstrap: dict, alpha: str) -> dict:
-    """Test LDS(H) ≈ LDS(G) ≥ LDS(G_bd) ≥ LDS(E) ≥ LDS(K) ≥ LDS(I) pair by pair. A pair is
-    "≥" when the paired interval of the difference lies above 0, "≈" when it contains 0, "<"
-    when below; the hierarchy holds unless some pair is "<" (a significant reversal)."""
-    pairs = []
-    for a, b in _adjacent([n for n in HIERARCHY if n in values]):
-        diff = _paired_difference(values, bootstrap, a, b, alpha)
-        verdict = "≥" if diff["ci_low"] > 0 else ("<" if diff["ci_high"] < 0 else "≈")
-        pairs.append({"higher": a, "lower": b, **diff, "verdict": verdict})
-    violations = [f"{p['higher']} < {p['lower']}" for p in pairs if p["verdict"] == "<"]
-    return {"pairs": pairs, "violations": violations, "holds": not violations,
-            "reversals_within_noise": [f"{p['higher']} < {p['lower']}" for p in pairs
-                                       if p["verdict"] == "≈" and p["value"] < 0]}
 
 
 def write_study(out_dir: Path, results: dict, arrays: dict[str, np.ndarray],

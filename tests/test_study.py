@@ -73,3 +73,48 @@ def test_estimate_study_counts_parameters_models_and_memory():
     assert estimate["dense_memory_bytes"] == (2 * 3 + 3) * 6570**2 * 8
     with pytest.raises(MemoryBudgetError):
         estimate_study(resolve_spec({"preset": "paper", "compute": {"memory_budget_gib": 0.5}}))
+
+
+def test_run_study_reports_exactly_the_stage_plan_in_order(tmp_path):
+    from curvscope.study import stage_plan
+
+    spec = small_spec(curvature={"methods": ["K-FAC", "GGN", "identity"]},
+                      groundtruth={"alphas": [0.3, 0.7], "n_subsets": 4, "n_seeds": 2,
+                                   "n_bootstrap": 20})
+    started: list[str] = []
+
+    def progress(stage, fraction):
+        if fraction == 0.0 and stage not in started:
+            started.append(stage)
+
+    result = run_study(spec, progress=progress)
+    plan = stage_plan(spec)
+    assert plan == ["data", "train", "gradients", "curvature/GGN", "curvature/K-FAC",
+                    "curvature/identity", "scores", "diagnostics", "groundtruth/0.3",
+                    "groundtruth/0.7", "lds"]
+    assert started == plan
+    assert list(result.results["timings"]) == plan
+    assert [k for k in result.arrays if k.startswith("scores/")] == [
+        "scores/K-FAC", "scores/GGN", "scores/identity"]  # the spec's order, not build order
+
+
+def test_cache_keys_hold_the_code_version_so_a_fix_never_reuses_a_stale_stage(
+        tmp_path, monkeypatch):
+    from curvscope import study
+
+    spec = small_spec(curvature={"methods": ["K-FAC", "identity"]},
+                      groundtruth={"n_subsets": 3, "n_seeds": 1, "n_bootstrap": 10})
+    first = run_study(spec, cache_dir=tmp_path)
+    assert set(first.results["cache"].values()) == {"computed"}
+    again = run_study(spec, cache_dir=tmp_path)
+    assert set(again.results["cache"].values()) == {"reused"}
+    np.testing.assert_array_equal(again.arrays["scores/K-FAC"], first.arrays["scores/K-FAC"])
+    task = study.plan_retraining(spec)[0]
+    for material in (study.train_material(spec, "cpu"),
+                     study.curvature_material(spec, "K-FAC", "cpu"),
+                     study.retrain_material(spec, "cpu", task)):
+        assert material["version"] == {"curvscope": study.package_versions()["curvscope"],
+                                       "code": study.CODE_VERSION}
+    monkeypatch.setattr(study, "CODE_VERSION", study.CODE_VERSION + 1)
+    fixed = run_study(spec, cache_dir=tmp_path)
+    assert set(fixed.results["cache"].values()) == {"computed"}

@@ -126,14 +126,9 @@ class Reporter:
 
 def stage_plan(spec) -> list[str]:
     """The stages run_study reports, in order (for the overall progress fraction)."""
-    from curvscope.registry import get_method
+    from curvscope.study import stage_plan as plan
 
-    methods = sorted(spec.curvature.methods, key=lambda n: get_method(n).dense_matrix is None)
-    stages = ["data", "train", "gradients", *[f"curvature/{m}" for m in methods], "scores",
-              "diagnostics"]
-    if spec.groundtruth.enabled:
-        stages += [f"groundtruth/{a}" for a in spec.groundtruth.alphas] + ["lds"]
-    return stages
+    return plan(spec)
 
 
 def _fail(study_id: int, exc: BaseException, *, only_if_running: bool = True) -> None:
