@@ -6,12 +6,13 @@ permutation (:func:`split_indices`) that training, curvature, attribution and gr
 truth all share, and the optional StandardScaler is fitted on the train rows only. This
 fixes a pitfall of earlier public code, which drew a new permutation in each loader so
 that test points leaked into training. Bad user files raise :class:`DataValidationError`
-naming the offending line/row or column.
+naming the offending line/row or column. ``DataSpec.split = "per_loader"`` replays the
+official code's three permutations (a known pitfall) to reproduce its numbers.
 """
 
 from .loading import gaussian_mixture, load_data
 from .spec import BUILTIN_DATASETS, DataSpec, DataValidationError
-from .split import SplitData, split_indices
+from .split import SplitData, per_loader_indices, split_indices
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -20,5 +21,6 @@ __all__ = [
     "SplitData",
     "gaussian_mixture",
     "load_data",
+    "per_loader_indices",
     "split_indices",
 ]

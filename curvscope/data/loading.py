@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .files import read_file
 from .spec import DataSpec, DataValidationError
-from .split import SplitData, n_test_rows, split_indices
+from .split import SplitData, n_test_rows, per_loader_indices, split_indices
 
 _SKLEARN_LOADERS = {
     "digits": datasets.load_digits,
@@ -51,6 +51,9 @@ def load_data(spec: DataSpec) -> SplitData:
     applied to both sets. Labels are re-coded to ``0..C-1`` by sorted unique value.
     Nothing is downloaded: the four sklearn sets ship inside scikit-learn.
 
+    ``spec.split = "per_loader"`` replays the official code's three loaders instead (see
+    :func:`curvscope.data.split.per_loader_indices` and :class:`SplitData`'s three roles).
+
     Raises :class:`DataValidationError` for a bad file, fewer than 2 classes, or too few
     rows to give at least one test row and one training row per class.
     """
@@ -83,6 +86,8 @@ def load_data(spec: DataSpec) -> SplitData:
             f"least one training row per class ({n_classes} classes) is needed. Add rows or "
             "lower test_fraction."
         )
+    if spec.split == "per_loader":
+        return _per_loader(spec, name, X, y, classes, images)
     train_idx, test_idx = split_indices(n_rows, spec.test_fraction, spec.split_seed)
     X_train, X_test = X[train_idx], X[test_idx]
     if spec.standardize:
@@ -106,3 +111,36 @@ def load_data(spec: DataSpec) -> SplitData:
         feature_scale=scale,
         images=images,
     )
+
+
+def _scaled(spec: DataSpec, X: np.ndarray, fit_rows: np.ndarray, rows: np.ndarray):
+    """X[rows] standardised with a scaler fitted on X[fit_rows] (identity if not asked)."""
+    if not spec.standardize:
+        d = X.shape[1]
+        return np.ascontiguousarray(X[rows]), (np.zeros(d), np.ones(d))
+    scaler = StandardScaler().fit(X[fit_rows])
+    return (np.ascontiguousarray(scaler.transform(X[rows]), dtype=np.float64),
+            (scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)))
+
+
+def _per_loader(spec: DataSpec, name, X, y, classes, images) -> SplitData:
+    """The official code's three loaders (``split.per_loader_indices``), each standardised
+    with a StandardScaler fitted on its own training rows, as its digits builder does:
+    fit = loader 1's training rows (scaler 1), train = loader 2's (scaler 2), test = loader
+    3's held-out rows (scaler 3). Features stay float64 (the official code casts the raw
+    pixels, integers 0..16, to float32 first, which changes no value)."""
+    try:
+        (fit_idx, _), (train_idx, _), (test_train_idx, test_idx) = per_loader_indices(
+            len(y), spec.test_fraction, spec.split_seed)
+    except ValueError as e:
+        raise DataValidationError(f"{name}: split='per_loader': {e}") from e
+    X_fit, fit_scaler = _scaled(spec, X, fit_idx, fit_idx)
+    X_train, train_scaler = _scaled(spec, X, train_idx, train_idx)
+    X_test, test_scaler = _scaled(spec, X, test_train_idx, test_idx)
+    return SplitData(
+        name=name, X_train=X_train, X_test=X_test, y_train=y[train_idx], y_test=y[test_idx],
+        train_idx=train_idx, test_idx=test_idx, n_features=int(X.shape[1]),
+        n_classes=len(classes), classes=classes.tolist(), feature_mean=train_scaler[0],
+        feature_scale=train_scaler[1], images=images, X_fit=X_fit, y_fit=y[fit_idx],
+        fit_idx=fit_idx, split="per_loader",
+        scalers={"fit": fit_scaler, "train": train_scaler, "test": test_scaler})
