@@ -8,14 +8,15 @@ from dash import dcc, html
 
 from frontend.api_client import ApiError
 
-NAV = [("Studies", "/"), ("New study", "/new"), ("Compare", "/compare"), ("Jobs", "/jobs")]
+NAV = [("Studies", "/"), ("New study", "/new"), ("Compare", "/compare"),
+       ("Ladder", "/ladder/new"), ("Jobs", "/jobs")]
 
 
 def navbar() -> html.Header:
     return html.Header(className="navbar", children=[
         dcc.Link("curvscope", href="/", className="brand"),
         html.Nav([dcc.Link(label, href=href, className="nav-link",
-                           id="nav-" + (href.strip("/") or "studies"))
+                           id="nav-" + (href.strip("/").split("/")[0] or "studies"))
                   for label, href in NAV]),
         html.Div(className="nav-right", children=[
             html.Details(className="token-box", children=[
