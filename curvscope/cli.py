@@ -137,13 +137,62 @@ def run(
 def report(
     study_dir: Annotated[Path, typer.Argument(help="A folder written by `curvscope run`.")],
 ):
-    """Print a study's headline numbers (LDS table, decomposition, timings) as Markdown."""
+    """Print a study's headline numbers (LDS table, decomposition, timings) as Markdown, or a
+    ladder's table for a folder written by `curvscope ladder`."""
     from curvscope.report import markdown_report
 
+    if (study_dir / "ladder_spec.json").exists():
+        from curvscope.ladder import load_ladder_directory, markdown_ladder
+
+        summary = load_ladder_directory(study_dir)
+        for alpha in (summary["rungs"][0].get("alphas") or [None]):
+            out.print(markdown_ladder(summary, alpha), markup=False, highlight=False)
+        return
     path = study_dir / "results.json"
     if not path.exists():
         raise UserError(f"{path} does not exist: give the --out folder of a finished run")
     out.print(markdown_report(json.loads(path.read_text())), markup=False, highlight=False)
+
+
+@app.command()
+def ladder(
+    preset: Annotated[str, typer.Option(help="The base study's preset: quick or paper.")
+                      ] = "paper",
+    config: Annotated[Path | None, typer.Option(
+        help="A ladder as TOML/JSON: base (a spec), rungs, path; overrides --preset.")] = None,
+    rungs: Annotated[str | None, typer.Option(
+        help="Comma-separated choices to switch, in cumulative order [default: all: "
+        "split,schedule,blocks,fisher,kfac_damping,inverse_rule,lds_summary].")] = None,
+    path: Annotated[str, typer.Option(help="each, cumulative or both.")] = "both",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder of the rungs' studies and "
+                                          "ladder.json.")] = Path("runs/ladder"),
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Stage cache [default: $CURVSCOPE_CACHE_DIR or ~/.cache/curvscope].")] = None,
+):
+    """Run the ablation ladder locally: curvscope's protocol toward the official code's, one
+    choice at a time; print its table."""
+    from curvscope.ladder import LadderSpec, markdown_ladder, run_ladder
+
+    body = load_config(config) if config else {"base": {"preset": preset}}
+    if rungs is not None:
+        body["rungs"] = [r.strip() for r in rungs.split(",") if r.strip()]
+    body.setdefault("path", path)
+    try:
+        spec = LadderSpec.model_validate(body)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc).replace("study spec", "ladder")) from None
+
+    def progress(rung: str, stage: str, fraction: float) -> None:
+        if fraction == 0.0:
+            err.print(f"  {rung:<28} {stage}")
+
+    try:
+        summary = run_ladder(spec, out_dir, cache_dir or default_cache_dir(), progress)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc)) from None
+    for alpha in (summary["rungs"][0].get("alphas") or [None]):
+        out.print(markdown_ladder(summary, alpha), markup=False, highlight=False)
+    out.print(f"wrote {out_dir / 'ladder.json'}")
 
 
 @app.command()

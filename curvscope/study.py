@@ -382,6 +382,9 @@ def stage_lds(state: StudyState, name: str) -> None:
         for m, value in lds_many(targets, predictions, gt.n_bootstrap, seed=gt.seed).items():
             arrays[f"lds_per_test/{m}/{alpha}"] = value.pop("per_test")
             state.bootstrap[m, key] = value.pop("bootstrap")
+            # kept so that two studies on the same subsets (the ablation ladder's rungs) can
+            # be compared pairwise: the same seed draws the same resamples
+            arrays[f"lds_bootstrap/{m}/{alpha}"] = state.bootstrap[m, key]
             state.lds[m][key] = value
         if gt.n_seeds >= 2:
             ceiling = seed_noise_ceiling(state.retrained[alpha], gt.n_bootstrap, seed=gt.seed)
