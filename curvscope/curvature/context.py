@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
+from curvscope.curvature.hessian_mlp import mlp_hessian
 from curvscope.curvature.signals import (
     FisherType,
     LayerSignals,
@@ -21,19 +22,29 @@ from curvscope.curvature.signals import (
     comb_to_theta_index,
     fisher_cotangents,
     layer_signals,
+    mc_cotangents,
+    sample_labels,
 )
 from curvscope.models.layout import Block, BlockStructure, ParameterLayout
 
 
 @dataclass(frozen=True)
 class CurvatureSettings:
-    """Options shared by the methods. ``chunk_bytes`` bounds every temporary work buffer."""
+    """Options shared by the methods. ``chunk_bytes`` bounds every temporary work buffer.
+
+    ``fisher_types`` overrides ``fisher_type`` per method (only "K-FAC" and "EK-FAC" have a
+    Fisher), as ``((method, type), ...)``; ``seed`` seeds the Monte-Carlo labels."""
 
     block_structure: BlockStructure = "layer"
     fisher_type: FisherType = "type2"
     mc_samples: int = 1
     seed: int = 0
     chunk_bytes: int = 512 * 2**20
+    fisher_types: tuple[tuple[str, FisherType], ...] = ()
+
+    def fisher_type_of(self, method: str) -> FisherType:
+        """The Fisher type behind ``method`` (its override, else ``fisher_type``)."""
+        return dict(self.fisher_types).get(method, self.fisher_type)
 
 
 class CurvatureContext:
@@ -89,14 +100,18 @@ class CurvatureContext:
 
     # ----- dense matrices ---------------------------------------------------------------
     def hessian(self) -> torch.Tensor:
-        """H = ∇²L(θ), exact and dense, by batched Hessian-vector products.
-
-        Columns H e_i are forward-over-reverse products jvp(∇L, e_i), vmapped over chunks of
-        the identity so each chunk is a few large matrix products.
+        """H = ∇²L(θ), exact and dense: for an MLP assembled from matmul-shaped pieces
+        (``hessian_mlp.mlp_hessian``), otherwise by batched Hessian-vector products.
         """
         return self._memoise("hessian", self._dense_hessian)
 
     def _dense_hessian(self) -> torch.Tensor:
+        H = mlp_hessian(self.model, self.X, self.y, self.settings.chunk_bytes)
+        return H if H is not None else self.hessian_by_hvp()
+
+    def hessian_by_hvp(self) -> torch.Tensor:
+        """H by forward-over-reverse products jvp(∇L, e_i), vmapped over chunks of the
+        identity (any model; the reference of the MLP assembly)."""
         d = self.n_params
         gradient = grad(self.loss_of_theta)
 
@@ -181,38 +196,72 @@ class CurvatureContext:
         return self._memoise("ggn_diagonal", compute)
 
     # ----- layer signals and Kronecker factors -----------------------------------------
-    def signals(self, fisher_type: FisherType | None = None) -> LayerSignals:
+    def signals(self, fisher_type: FisherType | None = None,
+                seed: int | None = None) -> LayerSignals:
+        """Layer signals for ``fisher_type`` (default the settings'); Monte-Carlo labels come
+        from a generator seeded with ``seed`` (default the settings' seed), and their draws
+        are kept (``mc_labels``)."""
         fisher_type = fisher_type or self.settings.fisher_type
-        generator = torch.Generator(device=self.theta.device).manual_seed(self.settings.seed)
-
-        def cotangents(logits):
-            return fisher_cotangents(logits, self.y, fisher_type, self.settings.mc_samples,
-                                     generator)
-
-        return self._memoise(("signals", fisher_type),
-                             lambda: layer_signals(self.model, self.X, cotangents))
-
-    def kronecker_factors(self, block: Block) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, A) of K-FAC for ``block`` under the settings' Fisher type:
-        A = (1/N) Σ_n ā_n ā_nᵀ,  S = (1/N) Σ_n Σ_k g_{n,k} g_{n,k}ᵀ."""
+        seed = self.settings.seed if seed is None else seed
+        key = ("signals", fisher_type) + ((seed,) if fisher_type == "mc" else ())
 
         def compute():
-            signals = self.signals()
+            generator = torch.Generator(device=self.theta.device).manual_seed(seed)
+
+            def cotangents(logits):
+                if fisher_type == "mc":
+                    draws = sample_labels(logits, self.settings.mc_samples, generator)
+                    self._memo[("mc_labels", seed)] = (draws, logits.detach().argmax(-1))
+                    return mc_cotangents(logits, draws)
+                return fisher_cotangents(logits, self.y, fisher_type,
+                                         self.settings.mc_samples, generator)
+
+            return layer_signals(self.model, self.X, cotangents)
+
+        return self._memoise(key, compute)
+
+    def mc_labels(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sampled labels N × S, the model's argmax N) of the Monte-Carlo Fisher of ``seed``."""
+        seed = self.settings.seed if seed is None else seed
+        self.signals("mc", seed)
+        return self._memo[("mc_labels", seed)]
+
+    def fisher_trace(self, fisher_type: FisherType, seed: int | None = None) -> float:
+        """tr F exactly, from the layer signals, no d × d matrix: a linear layer's block
+        trace is (1/N) Σ_n Σ_k ‖g_{n,k}‖² ‖ā_n‖², and tr F is the sum over layers (for
+        type2, F = G and this is tr G)."""
+        signals = self.signals(fisher_type, seed)
+        total = 0.0
+        for b in self.layer_layout.blocks:
+            a = augmented_inputs(b, signals.inputs[b.module_name])
+            g = signals.output_grads[b.module_name]
+            total += float(torch.einsum("kn,n->", g.square().sum(-1), a.square().sum(-1)))
+        return total / self.n_data
+
+    def kronecker_factors(self, block: Block, fisher_type: FisherType | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, A) of K-FAC for ``block`` under ``fisher_type`` (default the settings'):
+        A = (1/N) Σ_n ā_n ā_nᵀ,  S = (1/N) Σ_n Σ_k g_{n,k} g_{n,k}ᵀ."""
+        fisher_type = fisher_type or self.settings.fisher_type
+
+        def compute():
+            signals = self.signals(fisher_type)
             a = augmented_inputs(block, signals.inputs[block.module_name])
             g = signals.output_grads[block.module_name]
             A = a.T @ a / self.n_data
             S = torch.einsum("kno,knp->op", g, g) / self.n_data
             return S, A
 
-        return self._memoise(("kfac", block.name), compute)
+        return self._memoise(("kfac", block.name, fisher_type), compute)
 
-    def kronecker_eigenbasis(self, block: Block):
+    def kronecker_eigenbasis(self, block: Block, fisher_type: FisherType | None = None):
         """Eigendecompositions (σ, U_S), (α, U_A) of the block's K-FAC factors."""
+        fisher_type = fisher_type or self.settings.fisher_type
 
         def compute():
-            S, A = self.kronecker_factors(block)
+            S, A = self.kronecker_factors(block, fisher_type)
             sigma, U_S = torch.linalg.eigh(S)
             alpha, U_A = torch.linalg.eigh(A)
             return sigma, U_S, alpha, U_A
 
-        return self._memoise(("kfac_eig", block.name), compute)
+        return self._memoise(("kfac_eig", block.name, fisher_type), compute)

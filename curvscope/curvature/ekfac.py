@@ -15,24 +15,27 @@ from curvscope.curvature.kfac import _fisher_info
 from curvscope.curvature.signals import augmented_inputs
 
 
-def corrected_eigenvalues_by_projection(ctx: CurvatureContext, block, U_S, U_A) -> torch.Tensor:
-    signals = ctx.signals()
+def corrected_eigenvalues_by_projection(ctx: CurvatureContext, block, U_S, U_A,
+                                        fisher_type: str | None = None) -> torch.Tensor:
+    signals = ctx.signals(fisher_type)
     a = augmented_inputs(block, signals.inputs[block.module_name]) @ U_A
     g = signals.output_grads[block.module_name] @ U_S
     return torch.einsum("kno,ni->oi", g.square(), a.square()).reshape(-1) / ctx.n_data
 
 
 def build(ctx: CurvatureContext) -> CurvatureOperator:
-    dense = ctx.has("ggn") and ctx.settings.fisher_type == "type2"
+    fisher_type = ctx.settings.fisher_type_of("EK-FAC")
+    dense = ctx.has("ggn") and fisher_type == "type2"
     blocks = []
     for block in ctx.layout.blocks:
-        _, U_S, _, U_A = ctx.kronecker_eigenbasis(block)
+        _, U_S, _, U_A = ctx.kronecker_eigenbasis(block, fisher_type)
         kron = KroneckerEigenBlock(block, U_S, U_A, U_S.new_empty(0))
         if dense:
             Q = kron.eigenvectors()
             kron.eigenvalues = (Q * (ctx.ggn_block(block) @ Q)).sum(0)
         else:
-            kron.eigenvalues = corrected_eigenvalues_by_projection(ctx, block, U_S, U_A)
+            kron.eigenvalues = corrected_eigenvalues_by_projection(ctx, block, U_S, U_A,
+                                                                   fisher_type)
         blocks.append(kron)
-    info = _fisher_info(ctx) | {"eigenvalues_from": "dense GGN" if dense else "projection"}
+    info = _fisher_info(ctx, fisher_type) | {"eigenvalues_from": "dense GGN" if dense else "projection"}
     return CurvatureOperator("EK-FAC", ctx.n_params, blocks, info=info)

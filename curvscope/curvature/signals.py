@@ -44,6 +44,20 @@ def loss_hessian_sqrt(logits: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(sqrt_p) - p.unsqueeze(-1) * sqrt_p.unsqueeze(-2)
 
 
+def sample_labels(logits: torch.Tensor, mc_samples: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """ŷ_{n,s} ~ Cat(softmax(f_n)), N × S int64: the Monte-Carlo Fisher's sampled labels."""
+    p = torch.softmax(logits.detach(), dim=-1)
+    return torch.multinomial(p, mc_samples, replacement=True, generator=generator)
+
+
+def mc_cotangents(logits: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """(p − onehot(ŷ_s)) / √S for the sampled labels ``draws`` (N × S); returns S × N × C."""
+    p = torch.softmax(logits.detach(), dim=-1)
+    onehot = torch.nn.functional.one_hot(draws.T, logits.shape[-1]).to(p.dtype)
+    return (p.unsqueeze(0) - onehot) / draws.shape[1] ** 0.5
+
+
 def fisher_cotangents(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -65,9 +79,7 @@ def fisher_cotangents(
         onehot = torch.nn.functional.one_hot(targets, n_classes).to(p.dtype)
         return (p - onehot).unsqueeze(0)
     if fisher_type == "mc":
-        draws = torch.multinomial(p, mc_samples, replacement=True, generator=generator)
-        onehot = torch.nn.functional.one_hot(draws.T, n_classes).to(p.dtype)  # S × N × C
-        return (p.unsqueeze(0) - onehot) / mc_samples**0.5
+        return mc_cotangents(logits, sample_labels(logits, mc_samples, generator))
     raise ValueError(f"unknown fisher_type {fisher_type!r}; allowed: type2, mc, empirical")
 
 
