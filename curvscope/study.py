@@ -40,6 +40,23 @@ from curvscope.groundtruth import (
 from curvscope.groundtruth.hierarchy import hierarchy_check, lds_lost
 from curvscope.models import ParameterLayout, build_mlp
 from curvscope.registry import CHAIN, dense_methods, get_method
+from curvscope.results import (
+    SCHEMA_VERSION,
+    SPLIT_TEST,
+    SPLIT_TRAIN,
+    TEST_LOSSES,
+    checkpoint_name,
+    general_warnings,
+    images_name,
+    json_safe,
+    lds_bootstrap_name,
+    lds_per_test_name,
+    masks_name,
+    params_name,
+    retrained_losses_by_epoch_name,
+    retrained_losses_name,
+    scores_name,
+)
 from curvscope.spec import StudySpec
 from curvscope.storage import StageCache, write_json_atomic, write_npz_atomic
 from curvscope.training import train_model
@@ -161,11 +178,12 @@ def code_version() -> dict:
 
 
 def train_material(spec: StudySpec, device_type: str) -> dict:
-    """Everything the trained model depends on."""
+    """Everything the trained model depends on (not the epoch the study attributes at: one
+    training run serves every checkpoint)."""
     return {"version": code_version(),
             "data": spec.data.model_dump(mode="json"),
             "model": spec.model.model_dump(mode="json"),
-            "training": spec.training.model_dump(mode="json"),
+            "training": spec.training.model_dump(mode="json", exclude={"evaluate_at_epoch"}),
             "dtype": spec.compute.dtype, "device": device_type}
 
 
@@ -173,7 +191,7 @@ def curvature_material(spec: StudySpec, method: str, device_type: str) -> dict:
     """Everything one method's curvature operator depends on: the trained model and the
     curvature settings (not the methods list, not the diagnostics' k)."""
     return {"version": code_version(), "train": train_material(spec, device_type),
-            "method": method,
+            "epoch": spec.training.evaluated_epoch(), "method": method,
             "settings": spec.curvature.model_dump(mode="json",
                                                   exclude={"methods", "eigenbasis_k"})}
 
@@ -185,7 +203,8 @@ def retrain_material(spec: StudySpec, device_type: str, task: RetrainTask) -> di
     return {"version": code_version(),
             "data": spec.data.model_dump(mode="json"),
             "model": spec.model.model_dump(mode="json"),
-            "training": spec.training.model_dump(mode="json", exclude={"seed"}),
+            "training": spec.training.model_dump(mode="json",
+                                                 exclude={"seed", "evaluate_at_epoch"}),
             "groundtruth": gt.model_dump(mode="json", include={"n_seeds", "seed", "dtype"}),
             "device": device_type,
             "alpha": task.alpha, "subsets": [task.subset_start, task.subset_stop]}
@@ -249,7 +268,9 @@ class StudyState:
     lds: dict[str, dict] = field(default_factory=dict)
     bootstrap: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     gt_arrays: dict = field(default_factory=dict)
+    # results.warnings (``results.add_warning``) and results.known_pitfalls
     warnings: list[dict] = field(default_factory=list)
+    known_pitfalls: list[str] = field(default_factory=list)
 
     @property
     def methods(self) -> list[str]:
@@ -274,7 +295,8 @@ def stage_data(state: StudyState, name: str) -> None:
 
 
 def stage_train(state: StudyState, name: str) -> None:
-    """Train the model (cached) and load its final parameters."""
+    """Train the model (cached) and load its parameters at the evaluated epoch (the end of
+    training unless ``training.evaluate_at_epoch`` names a checkpoint)."""
     spec, model = state.spec, state.model
 
     def train():
@@ -286,9 +308,11 @@ def stage_train(state: StudyState, name: str) -> None:
 
     state.trained = state.cache.get_or_compute(
         name, train_material(spec, state.device.type), train)
+    epoch = spec.training.evaluated_epoch()
+    theta = state.trained["theta"] if epoch == spec.training.epochs \
+        else state.trained["checkpoints"][epoch]
     with torch.no_grad():
-        for param, value in state.layout.unflatten(state.trained["theta"].to(
-                state.device)).items():
+        for param, value in state.layout.unflatten(theta.to(state.device)).items():
             model.get_parameter(param).copy_(value)
 
 
@@ -357,11 +381,13 @@ def stage_retraining(state: StudyState, name: str) -> None:
             lambda f, k=k, n=len(mine): state.report(name, (k + f) / n)))
     losses = np.concatenate(parts, axis=1)
     state.masks[alpha] = draw_subsets(state.data.n_train, alpha, gt.n_subsets, gt.seed)
-    state.retrained[alpha] = losses[-1].astype(np.float64)  # final epoch: M × R × n_test
-    state.gt_arrays[f"masks/{alpha}"] = state.masks[alpha]
-    state.gt_arrays[f"retrained_losses/{alpha}"] = losses[-1]
+    # the evaluated epoch's checkpoint (the final one by default): M × R × n_test
+    at = spec.training.checkpoint_epochs().index(spec.training.evaluated_epoch())
+    state.retrained[alpha] = losses[at].astype(np.float64)
+    state.gt_arrays[masks_name(alpha)] = state.masks[alpha]
+    state.gt_arrays[retrained_losses_name(alpha)] = losses[at]
     if len(spec.training.checkpoint_epochs()) > 1:
-        state.gt_arrays[f"retrained_losses_by_epoch/{alpha}"] = losses
+        state.gt_arrays[retrained_losses_by_epoch_name(alpha)] = losses
 
 
 def stage_lds(state: StudyState, name: str) -> None:
@@ -380,15 +406,15 @@ def stage_lds(state: StudyState, name: str) -> None:
         predictions = {m: predicted_losses(state.masks[alpha], score.detach().cpu().numpy())
                        for m, score in state.scores.items()}
         for m, value in lds_many(targets, predictions, gt.n_bootstrap, seed=gt.seed).items():
-            arrays[f"lds_per_test/{m}/{alpha}"] = value.pop("per_test")
+            arrays[lds_per_test_name(m, alpha)] = value.pop("per_test")
             state.bootstrap[m, key] = value.pop("bootstrap")
             # kept so that two studies on the same subsets (the ablation ladder's rungs) can
             # be compared pairwise: the same seed draws the same resamples
-            arrays[f"lds_bootstrap/{m}/{alpha}"] = state.bootstrap[m, key]
+            arrays[lds_bootstrap_name(m, alpha)] = state.bootstrap[m, key]
             state.lds[m][key] = value
         if gt.n_seeds >= 2:
             ceiling = seed_noise_ceiling(state.retrained[alpha], gt.n_bootstrap, seed=gt.seed)
-            arrays[f"lds_per_test/ceiling/{alpha}"] = ceiling.pop("per_test")
+            arrays[lds_per_test_name("ceiling", alpha)] = ceiling.pop("per_test")
             ceiling.pop("bootstrap")
             result["ceiling"][key] = ceiling
         else:
@@ -434,6 +460,7 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
         train_logits, test_logits = model(state.X_train), model(state.X_test)
         test_losses = F.cross_entropy(test_logits, state.y_test, reduction="none")
     results = {
+        "schema_version": SCHEMA_VERSION,
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
         "versions": package_versions(),
@@ -450,6 +477,8 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
             "test_loss": float(test_losses.mean()),
             "test_accuracy": float((test_logits.argmax(1) == state.y_test).double().mean()),
             "checkpoint_epochs": sorted(trained["checkpoints"]),
+            # the checkpoint every number below attributes at (train/test loss, accuracy too)
+            "evaluated_epoch": spec.training.evaluated_epoch(),
         },
         "inverse": spec.inverse.model_dump(mode="json"),
         "cache": dict(state.cache.events),
@@ -457,18 +486,28 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
         "groundtruth": state.groundtruth,
         "timings": state.timings,
     }
-    arrays = {f"scores/{n}": s for n, s in state.scores.items()} | state.diag_arrays | \
+    arrays = {scores_name(n): s for n, s in state.scores.items()} | state.diag_arrays | \
         state.gt_arrays
-    arrays |= {f"params/{n}": v for n, v in layout.unflatten(trained["theta"]).items()}
-    arrays |= {f"checkpoints/{e}": t for e, t in trained["checkpoints"].items()}
-    arrays |= {"split/train": data.train_idx, "split/test": data.test_idx,
-               "test_losses": test_losses}
+    arrays |= {params_name(n): v for n, v in layout.unflatten(trained["theta"]).items()}
+    arrays |= {checkpoint_name(e): t for e, t in trained["checkpoints"].items()}
+    arrays |= {SPLIT_TRAIN: data.train_idx, SPLIT_TEST: data.test_idx,
+               TEST_LOSSES: test_losses}
     if data.images is not None:
-        arrays["images/test"] = data.images[data.test_idx]
-        arrays["images/train"] = data.images[data.train_idx]
+        arrays[images_name("test")] = data.images[data.test_idx]
+        arrays[images_name("train")] = data.images[data.train_idx]
     arrays = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v))
               for k, v in arrays.items()}
-    return results, arrays
+    results["images"] = ({"shape": list(arrays[images_name("test")].shape[1:])}
+                         if data.images is not None else None)
+    results["array_names"] = list(arrays)
+    results["known_pitfalls"] = list(state.known_pitfalls)
+    results["warnings"] = list(state.warnings)
+    for warning in general_warnings(results):
+        if warning not in results["warnings"]:
+            results["warnings"].append(warning)
+    safe = json_safe(results)
+    safe["timings"] = state.timings  # the same dict: write_study adds the write's time
+    return safe, arrays
 
 
 def run_study(spec: StudySpec, out_dir: Path | None = None, cache_dir: Path | None = None,

@@ -16,7 +16,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.func import functional_call, grad
 
@@ -45,6 +45,30 @@ class TrainingSpec(BaseModel):
         default_factory=list, max_length=1000,
         description="Epochs after which θ is saved (the last epoch always is).",
     )
+    evaluate_at_epoch: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="Attribute at this checkpoint of the training run instead of its end: "
+        "curvature, scores and ground truth use θ after this many epochs of the full run of "
+        "`epochs` epochs (under a cosine schedule the learning rate follows the full run's "
+        "schedule, it is not re-annealed to zero at this epoch), and the retrained models' "
+        "test losses at the same checkpoint of the same recipe. Must be a checkpoint epoch; "
+        "the base model and the retraining are shared by every value (one training run).",
+    )
+
+    @model_validator(mode="after")
+    def _evaluate_at_a_checkpoint(self):
+        epoch = self.evaluate_at_epoch
+        if epoch is not None and epoch not in self.checkpoint_epochs():
+            allowed = ", ".join(str(e) for e in self.checkpoint_epochs())
+            where = (f"beyond the trained epochs ({self.epochs})" if epoch > self.epochs
+                     else "not a checkpoint epoch")
+            raise ValueError(f"training.evaluate_at_epoch = {epoch} is {where}; allowed: the "
+                             f"checkpoint epochs {allowed} (add it to training.checkpoints)")
+        return self
+
+    def evaluated_epoch(self) -> int:
+        """The epoch whose θ the study attributes with: evaluate_at_epoch, else the last."""
+        return self.evaluate_at_epoch or self.epochs
 
     @field_validator("checkpoints")
     @classmethod
