@@ -21,6 +21,10 @@ from curvscope.registry import METHOD_NAMES, get_method
 from curvscope.training.trainer import TrainingSpec
 
 
+#: The methods built on a Fisher / GGN approximation whose type can be chosen.
+FISHER_METHODS: tuple[str, ...] = ("K-FAC", "EK-FAC")
+
+
 class CurvatureSpec(BaseModel):
     """Which curvature methods to build and how."""
 
@@ -35,11 +39,35 @@ class CurvatureSpec(BaseModel):
         "(weight and bias together) or one per tensor.")
     fisher_type: Literal["type2", "mc", "empirical"] = Field(
         default="type2", description="Curvature behind K-FAC/EK-FAC: exact type-2 GGN (default), "
-        "Monte-Carlo Fisher or empirical Fisher.")
+        "Monte-Carlo Fisher or empirical Fisher; fisher_types overrides it per method.")
+    fisher_types: dict[str, Literal["type2", "mc", "empirical"]] = Field(
+        default_factory=dict, max_length=len(FISHER_METHODS),
+        description="Per-method Fisher type overriding fisher_type, e.g. {\"K-FAC\": \"mc\"}; "
+        f"allowed keys: {', '.join(FISHER_METHODS)} (the methods built on a Fisher). The "
+        "official code uses a 1-sample Monte-Carlo Fisher for both.")
     mc_samples: int = Field(default=1, ge=1, le=1000,
                             description="Labels drawn per point when fisher_type = mc.")
+    mc_replicates: int = Field(
+        default=1, ge=1, le=100,
+        description="Monte-Carlo Fisher replicates over MC seeds seed, seed+1, …: the first is "
+        "the operator inverted, all are reported (labels differing from the argmax, "
+        "tr(F_mc)/tr(G)) with their spread.")
     eigenbasis_k: int = Field(default=10, ge=1, le=100_000,
                               description="k of the top-k eigenbasis overlap.")
+
+    @field_validator("fisher_types")
+    @classmethod
+    def _fisher_methods_only(cls, value: dict) -> dict:
+        for key in value:
+            if key not in FISHER_METHODS:
+                raise ValueError(
+                    f"curvature.fisher_types: {key!r} has no Fisher type; allowed keys: "
+                    f"{', '.join(FISHER_METHODS)}")
+        return value
+
+    def fisher_type_of(self, method: str) -> str:
+        """The Fisher type behind ``method`` (its override, else ``fisher_type``)."""
+        return self.fisher_types.get(method, self.fisher_type)
 
     @field_validator("methods")
     @classmethod
@@ -103,6 +131,22 @@ PRESETS: dict[str, dict] = {
         "name": "paper",
         "training": {"checkpoints": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]},
         "groundtruth": {"alphas": [0.3, 0.5, 0.7, 0.9]},
+    },
+    # The paper's study under the official code's protocol choices (SCIENCE.md §7), each one a
+    # known pitfall: per-loader permutations, per-tensor blocks, 1-sample Monte-Carlo Fisher
+    # for K-FAC and EK-FAC, heuristic π damping for K-FAC, the absolute-threshold
+    # eigen-inverse, the interval midpoint as the LDS, a cosine schedule. Its results carry
+    # ``known_pitfalls``.
+    "paper-code": {
+        "name": "paper-code",
+        "data": {"split": "per_loader"},
+        "training": {"checkpoints": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+                     "schedule": "cosine"},
+        "curvature": {"block_structure": "tensor",
+                      "fisher_types": {"K-FAC": "mc", "EK-FAC": "mc"}, "mc_samples": 1},
+        "inverse": {"kfac_damping": "heuristic", "rule": "drop_absolute"},
+        "groundtruth": {"alphas": [0.3, 0.5, 0.7, 0.9], "lds_summary": "interval_midpoint",
+                        "n_bootstrap": 100},
     },
     # A small study that runs end to end in seconds: narrower MLP, fewer epochs, α = 0.5 only.
     "quick": {

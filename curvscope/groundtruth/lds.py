@@ -5,13 +5,21 @@ g_m(x) = Σ_{j∈S_m} τ(x, z_j), LDS = mean over test points x of Spearman_m(y_
 With Koh & Liang's sign (τ > 0: the point raises the test loss) the LDS is positive when
 everything is right; a negative value means a sign error somewhere.
 The point estimate is the plain LDS on all subsets (not the midpoint of an interval, a pitfall
-of earlier code); the 95 % interval is the percentile bootstrap over subsets.
+of earlier code); the 95 % interval is the percentile bootstrap over subsets. To reproduce the
+official code (SCIENCE.md §7; Hong et al. 2025, arXiv 2509.23437) the midpoint of the interval
+is reported beside it (``interval_midpoint``, the ``headline`` under ``lds_summary =
+"interval_midpoint"``), and :func:`official_bootstrap_interval` replays that code's own
+interval (scipy's BCa bootstrap, M resamples, random_state 42).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from scipy.stats import rankdata
+
+LdsSummary = Literal["point", "interval_midpoint"]
 
 
 def predicted_losses(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -45,9 +53,16 @@ def lds(targets: np.ndarray, predictions: np.ndarray, n_bootstrap: int = 1000,
 
 
 def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstrap: int = 1000,
-             seed: int = 0, confidence: float = 0.95) -> dict[str, dict]:
+             seed: int = 0, confidence: float = 0.95, summary: LdsSummary = "point",
+             official: bool = False) -> dict[str, dict]:
     """``lds`` for several methods against the same targets, on the same bootstrap resamples
-    (the targets' resampled ranks are computed once and shared)."""
+    (the targets' resampled ranks are computed once and shared).
+
+    Every entry also carries ``interval_midpoint`` = (ci_low + ci_high)/2 and ``headline``, the
+    number a study reports: ``value`` for ``summary = "point"``, ``interval_midpoint`` for
+    ``"interval_midpoint"`` (the official code's "mean", a pitfall: SCIENCE.md §7). With
+    ``official`` each entry gets ``official_interval`` too, the interval exactly as the
+    official code computes it (:func:`official_bootstrap_interval`)."""
     n_subsets = targets.shape[0]
     out = {}
     for name, pred in predictions.items():
@@ -72,10 +87,67 @@ def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstra
                     target_norm * (weights * ranks**2).sum(1))
             out[name]["bootstrap"][start:stop] = _mean_over_valid(rho)
     tail = (1 - confidence) / 2
-    for entry in out.values():
+    for name, entry in out.items():
         low, high = np.nanquantile(entry["bootstrap"], [tail, 1 - tail])
         entry["ci_low"], entry["ci_high"] = float(low), float(high)
+        entry["interval_midpoint"] = (entry["ci_low"] + entry["ci_high"]) / 2
+        entry["headline"] = headline(entry, summary)
+        if official:
+            entry["official_interval"] = official_bootstrap_interval(targets, predictions[name])
     return out
+
+
+def headline(entry: dict, summary: LdsSummary) -> float:
+    """The LDS a study reports: the point estimate, or the midpoint of its interval."""
+    if summary == "point":
+        return entry["value"]
+    if summary == "interval_midpoint":
+        return entry["interval_midpoint"]
+    raise ValueError(f"unknown lds_summary {summary!r}; allowed: point, interval_midpoint")
+
+
+#: The official code's bootstrap: ``scipy.stats.bootstrap(..., n_resamples=num_masks,
+#: batch=2·num_masks, random_state=42)``, method left at scipy's default "BCa".
+OFFICIAL_RANDOM_STATE = 42
+
+
+def official_bootstrap_interval(targets: np.ndarray, predictions: np.ndarray,
+                                random_state: int = OFFICIAL_RANDOM_STATE) -> dict:
+    """The LDS interval exactly as the official code computes it (``influence/lds.py``,
+    ``LDSEvaluator._compute_lds``): ``scipy.stats.bootstrap`` over the M subset indices with
+    ``n_resamples = M``, ``batch = 2M``, ``random_state = 42`` and scipy's default method,
+    BCa (bias-corrected and accelerated: not the percentile interval), of the statistic
+    "nan-mean over test points of the Spearman correlation on the resampled subsets"; its
+    reported "mean" is the interval's midpoint. The statistic is evaluated vectorised (a
+    resample holding subset j c_j times ranks like scipy's ``spearmanr`` with ties averaged),
+    so the numbers equal the official loop's, resample for resample."""
+    from scipy.stats import bootstrap
+
+    n_subsets = targets.shape[0]
+
+    def statistic(indices, axis=-1):
+        indices = np.moveaxis(np.asarray(indices), axis, -1)
+        flat = indices.reshape(-1, indices.shape[-1])
+        counts = np.stack([np.bincount(row, minlength=n_subsets) for row in flat])
+        rho = _weighted_spearman_any(targets, predictions, counts)
+        return _mean_over_valid(rho).reshape(indices.shape[:-1])
+
+    result = bootstrap((np.arange(n_subsets),), statistic, n_resamples=n_subsets,
+                       batch=2 * n_subsets, vectorized=True, random_state=random_state)
+    low, high = (float(v) for v in result.confidence_interval)
+    return {"method": "BCa", "n_resamples": n_subsets, "random_state": random_state,
+            "ci_low": low, "ci_high": high, "midpoint": (low + high) / 2}
+
+
+def _weighted_spearman_any(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``_weighted_spearman`` for resamples of any total size (leave-one-out jackknife
+    samples hold M − 1 subsets): ranks are centred on their weighted mean (K + 1)/2."""
+    total = counts.sum(1, keepdims=True)[:, :, None].astype(float)
+    ra = _resample_ranks(a, counts) - (total + 1) / 2
+    rb = _resample_ranks(b, counts) - (total + 1) / 2
+    w = counts[:, :, None].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w * ra * rb).sum(1) / np.sqrt((w * ra**2).sum(1) * (w * rb**2).sum(1))
 
 
 def _mean_over_valid(rho: np.ndarray) -> np.ndarray:

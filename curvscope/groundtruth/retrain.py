@@ -5,6 +5,17 @@ Model (α, m, r) trains on subset m of α (``subsets.draw_subset``) from seed ``
 (initialisation and minibatch order). Each is independent and deterministic, so any slice of
 (subsets × seeds) can run alone — on another worker — and the slices assemble into the same
 array as one run.
+
+What is retrained on: the subsets index the ATTRIBUTED training points (``SplitData.X_train``,
+the columns of the score matrix), so retraining removes exactly the points the scores rank.
+Under ``data.split = "per_loader"`` these are loader 2's (``eval_train``'s) training rows with
+loader 2's scaler, and the test losses are on loader 3's test rows, while the studied model
+was fitted on loader 1's rows. That follows the official code, whose LDS masks index
+eval_train's points (``influence_scores @ binary_masks`` with scores over eval_train,
+``influence/lds.py``); its release holds no retraining code (it loads precomputed
+``binary_masks`` / ``loss_diffs``), so this is the only choice under which its masks and its
+scores refer to the same points. Retraining on loader 1's rows at the mask's positions would
+remove other points than the ones attributed (only 1,453 of 1,617 are shared at all).
 """
 
 from __future__ import annotations
@@ -43,6 +54,12 @@ class GroundTruthSpec(BaseModel):
         "default all subsets of an α in one task.")
     n_bootstrap: int = Field(default=1000, ge=10, le=100_000,
                              description="Bootstrap resamples of the subsets for the interval.")
+    lds_summary: Literal["point", "interval_midpoint"] = Field(
+        default="point",
+        description="The LDS a study reports as its headline: point (the plain LDS over all "
+        "subsets) or interval_midpoint (the midpoint of the bootstrap interval, the official "
+        "code's reported 'mean', a known pitfall; its own scipy BCa interval is then reported "
+        "too). Both are always in the results.")
 
     @field_validator("alphas")
     @classmethod
