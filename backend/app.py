@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -94,6 +95,18 @@ def mount_dashboard(app: FastAPI) -> bool:
     return True
 
 
+def _sweep_quietly(settings: Settings) -> None:
+    from backend import outbox
+
+    try:
+        sent = outbox.flush(settings)
+        if sent.count:
+            log.warning("sent %d message(s) owed since before this start: start %s, chunks "
+                        "%s, finalize %s", sent.count, sent.start, sent.chunks, sent.finalize)
+    except Exception:
+        log.exception("outbox sweep at start failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -102,6 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.ensure_dirs()
         if settings.migrate_on_start:
             upgrade_database(settings)
+        # the outbox sweeper, once at start: what a previous API process committed but never
+        # sent (killed between its commit and its send) is sent now; in a thread, so a
+        # broker that is down does not hold up the start
+        threading.Thread(target=_sweep_quietly, args=(settings,), daemon=True,
+                         name="curvscope-outbox-sweep").start()
         yield
 
     app = FastAPI(

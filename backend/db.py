@@ -107,9 +107,17 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
 
     config = alembic_config(settings)
     with get_engine(settings).connect() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-        connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # a table rebuild must not cascade (see migration 0002); outside any BEGIN
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(settings: Settings) -> str | None:

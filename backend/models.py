@@ -39,6 +39,9 @@ class Base(DeclarativeBase):
 
 class Study(Base):
     __tablename__ = "studies"
+    # AUTOINCREMENT on SQLite: an id is never handed out again after a DELETE (a stale link
+    # must not point at another study); PostgreSQL's sequence never reuses one either.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str | None] = mapped_column(String(200))
@@ -57,6 +60,10 @@ class Study(Base):
     error_type: Mapped[str | None] = mapped_column(String(100))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     finalize_enqueued: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The outbox (backend.outbox): when the start (resp. finalize) message was handed to the
+    # broker; NULL while it is owed, so a sweeper sends whatever was committed but not sent.
+    sent_at: Mapped[datetime | None] = mapped_column()
+    finalize_sent_at: Mapped[datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     task_id: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -88,6 +95,7 @@ class StudyChunk(Base):
     subset_stop: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
+    sent_at: Mapped[datetime | None] = mapped_column()  # outbox: NULL while a message is owed
     worker: Mapped[str | None] = mapped_column(String(255))
     device: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
@@ -101,6 +109,7 @@ class Dataset(Base):
     """An uploaded .csv/.npz file, stored content-addressed under <data_dir>/datasets."""
 
     __tablename__ = "datasets"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (dataset:<id> links)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255))

@@ -39,13 +39,23 @@ def celery_client(settings: Settings):
         return _clients[key]
 
 
-def enqueue_study(settings: Settings, study_id: int) -> str:
-    """Send the study's first task; raises on an unreachable broker (after two quick
-    retries)."""
+#: Short tasks (start plans chunks in a second, finalize reuses every cached stage) have
+#: their own queue, which workers read first, so they never wait behind long chunks.
+SHORT_TASKS = (TASK_START, TASK_FINALIZE)
+
+
+def queue_for(settings: Settings, task: str) -> str:
+    return settings.short_queue_name if task in SHORT_TASKS else settings.queue_name
+
+
+def send(settings: Settings, task: str, args: list, retries: int = 2) -> str:
+    """Send a task by name to its queue; raises on an unreachable broker (after ``retries``
+    quick retries). Callers go through ``backend.outbox``, which owes the message in the
+    database first, so a failure here loses nothing."""
     result = celery_client(settings).send_task(
-        TASK_START, args=[study_id], queue=settings.queue_name, ignore_result=True, retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.3,
-                      "interval_max": 1})
+        task, args=args, queue=queue_for(settings, task), ignore_result=True,
+        retry=retries > 0, retry_policy={"max_retries": retries, "interval_start": 0,
+                                         "interval_step": 0.3, "interval_max": 1})
     return result.id
 
 
@@ -63,7 +73,10 @@ def broker_status(settings: Settings) -> dict[str, Any]:
     try:
         client = redis_client(settings)
         client.ping()
-        return {"ok": True, "pending_messages": int(client.llen(settings.queue_name))}
+        long = int(client.llen(settings.queue_name))
+        short = int(client.llen(settings.short_queue_name))
+        return {"ok": True, "pending_messages": long + short,
+                "queues": {settings.short_queue_name: short, settings.queue_name: long}}
     except Exception as exc:  # any connection problem is reported, not raised
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
 

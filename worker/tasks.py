@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 import traceback
-from datetime import timedelta
 from typing import Any
 
 from celery import Task, signals
@@ -22,19 +21,24 @@ from celery.exceptions import Retry
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError as DBOperationalError
 
-from backend import artifacts
-from backend.db import read_session, write_session
-from backend.models import Study, StudyChunk, Worker, utcnow
+from backend import artifacts, crud, outbox
+from backend.crud import TransitionError
+from backend.db import write_session
+from backend.models import Study, StudyChunk
 from backend.queue import TASK_CHUNK, TASK_FINALIZE, TASK_START
 from worker.celery_app import app, settings
 
 log = logging.getLogger("curvscope.worker")
 
-#: Transient failures worth a retry with backoff; everything else fails the study at once.
-RETRYABLE = (DBOperationalError, RedisConnectionError, RedisTimeoutError, KombuOperationalError)
+#: The database is away for a moment: retry with backoff (the retry message goes to the
+#: broker). Everything else but a broker error fails the study at once, with its reason.
+RETRYABLE = (DBOperationalError,)
+#: The broker is away: nothing is retried through it; the work stays owed in the database
+#: (``backend.outbox``) and the sweeper sends it once the broker is back.
+BROKER_ERRORS = (RedisConnectionError, RedisTimeoutError, KombuOperationalError)
 #: Share of the overall progress taken by the retraining chunks (when the study has any).
 RETRAIN_SHARE = 0.7
 
@@ -95,8 +99,10 @@ class Reporter:
     def chunk(self, fraction: float) -> None:
         self("groundtruth/retrain", fraction)
 
-    def __call__(self, stage: str, fraction: float) -> None:
-        if shutting_down.is_set():
+    def __call__(self, stage: str, fraction: float, final: bool = False) -> None:
+        """``final``: the last report of finished work; a shutdown or a cancel no longer
+        stops anything, so neither raises."""
+        if shutting_down.is_set() and not final:
             raise WorkerShuttingDown()
         now = time.monotonic()
         if (stage == self.last_stage and fraction < 1.0
@@ -106,6 +112,8 @@ class Reporter:
         with write_session(settings) as session:
             study = session.get(Study, self.study_id)
             if study is None or study.state != "running" or study.cancel_requested:
+                if final:
+                    return
                 raise StudyStopped(cancelled=study is None or study.cancel_requested)
             if self.chunk_index is not None:
                 session.execute(update(StudyChunk).where(
@@ -131,23 +139,28 @@ def stage_plan(spec) -> list[str]:
     return plan(spec)
 
 
-def _fail(study_id: int, exc: BaseException, *, only_if_running: bool = True) -> None:
-    message = str(exc) or type(exc).__name__
+def reason(exc: BaseException) -> str:
+    """A failure's message: never empty (the exception's type when it says nothing)."""
+    text = str(exc).strip()
+    return text if text else f"{type(exc).__name__} (raised without a message)"
+
+
+def _fail(study_id: int, exc: BaseException | str, error_type: str | None = None) -> None:
+    message = exc if isinstance(exc, str) else reason(exc)
     with write_session(settings) as session:
-        study = session.get(Study, study_id)
-        if study is None or study.state in ("succeeded", "failed", "cancelled"):
-            return
-        if only_if_running and study.state not in ("running", "queued"):
-            return
-        study.state, study.finished_at = "failed", utcnow()
-        study.error, study.error_type = message, type(exc).__name__
+        try:
+            crud.fail(session, study_id, message,
+                      error_type or (type(exc).__name__ if not isinstance(exc, str) else "Error"))
+        except (TransitionError, crud.StudyNotFound):
+            pass  # finished (or deleted) meanwhile: nothing to fail
 
 
 def _cancelled(study_id: int) -> None:
     with write_session(settings) as session:
-        study = session.get(Study, study_id)
-        if study is not None and study.state in ("queued", "running"):
-            study.state, study.finished_at = "cancelled", utcnow()
+        try:
+            crud.cancel(session, study_id)
+        except (TransitionError, crud.StudyNotFound):
+            pass
 
 
 def _load_spec(study: Study):
@@ -157,8 +170,8 @@ def _load_spec(study: Study):
 
 
 class StudyTask(Task):
-    """Base of the study tasks: retry transient errors with backoff; when a task finally
-    fails anyway, the study is marked failed with the reason (never left 'running')."""
+    """Base of the study tasks: retry a database that is away with backoff; when a task
+    finally fails anyway, the study is marked failed with the reason (never left running)."""
 
     autoretry_for = RETRYABLE
     retry_backoff = 2
@@ -170,81 +183,92 @@ class StudyTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         if args:
             try:
-                _fail(int(args[0]), RuntimeError(
-                    f"{self.name} gave up after {self.request.retries} retries: "
-                    f"{type(exc).__name__}: {exc}"))
+                _fail(int(args[0]), f"{self.name} gave up after {self.request.retries} "
+                      f"retries: {type(exc).__name__}: {reason(exc)}", "TaskGaveUp")
             except Exception:  # the database itself is gone: nothing more to do
                 log.exception("could not mark study %s failed", args[0])
 
 
 def _guard(study_id: int, work) -> dict[str, Any]:
-    """Run ``work``; map expected outcomes to study states, let transient errors retry."""
+    """Run ``work``; map expected outcomes to study states, let a database hiccup retry,
+    leave work owed on a broker error, fail the study (with its reason) on anything else."""
     try:
         return work()
     except StudyStopped as stop:
         if stop.cancelled:
             _cancelled(study_id)
         return {"study": study_id, "outcome": "cancelled" if stop.cancelled else "stopped"}
+    except WorkerShuttingDown:
+        return {"study": study_id, "outcome": "requeued"}
+    except TransitionError as stale:  # a duplicate or late message: nothing to do
+        log.info("skipped: %s", stale)
+        return {"study": study_id, "outcome": "skipped", "why": str(stale)}
+    except BROKER_ERRORS as exc:  # what this task held is put back by task_postrun
+        log.warning("study %s: broker unreachable (%s); the work stays owed", study_id, exc)
+        return {"study": study_id, "outcome": "broker-unreachable"}
     except (Retry, *RETRYABLE):
         raise
     except Exception as exc:  # a bad spec/data, a diverged training, a bug: fail with reason
         log.error("study %s failed:\n%s", study_id, traceback.format_exc())
         _fail(study_id, exc)
-        return {"study": study_id, "outcome": "failed", "error": str(exc)}
+        return {"study": study_id, "outcome": "failed", "error": reason(exc)}
 
 
 @app.task(name=TASK_START, bind=True, base=StudyTask)
 def start_study(self, study_id: int) -> dict[str, Any]:
-    """Plan the study's retraining chunks and enqueue them (or finalize when none)."""
+    """queued → running: plan the retraining chunks and owe a message for each (or the
+    finalize when there are none); a study already started is skipped (a duplicate)."""
 
     def work():
         from curvscope.study import plan_retraining
 
         with write_session(settings) as session:
             study = session.get(Study, study_id)
-            if study is None or study.state not in ("queued", "running"):
+            if study is None or study.state != "queued":
                 return {"study": study_id, "outcome": "skipped"}
             if study.cancel_requested:
-                study.state, study.finished_at = "cancelled", utcnow()
+                crud.cancel(session, study_id)
                 return {"study": study_id, "outcome": "cancelled"}
-            spec = _load_spec(study)
-            if not study.chunks:
-                for index, task in enumerate(plan_retraining(spec)):
-                    session.add(StudyChunk(study_id=study_id, index=index, alpha=task.alpha,
-                                           subset_start=task.subset_start,
-                                           subset_stop=task.subset_stop))
-                session.flush()
-                session.refresh(study)
-            study.state = "running"
-            study.started_at = study.started_at or utcnow()
-            study.stage, study.stage_progress = "queued for workers", 0.0
-            todo = [c.index for c in study.chunks if c.state != "done"]
-        for index in todo:
-            retrain_chunk.apply_async((study_id, index), queue=settings.queue_name)
-        if not todo:
-            maybe_finalize(study_id)
+            plan = [] if study.chunks else plan_retraining(_load_spec(study))
+            _, todo = crud.start(session, study_id, plan)
+        outbox.flush(settings, [study_id])
         return {"study": study_id, "outcome": "started", "chunks": len(todo)}
 
     return _guard(study_id, work)
 
 
 def maybe_finalize(study_id: int) -> bool:
-    """Enqueue the finalize task once every chunk is done — exactly once, by a conditional
-    UPDATE that only one concurrent caller can win."""
+    """Owe the finalize once every chunk is done (exactly once: ``crud.owe_finalize``), and
+    send it."""
     with write_session(settings) as session:
-        pending = exists().where(StudyChunk.study_id == study_id, StudyChunk.state != "done")
-        won = session.execute(
-            update(Study).where(Study.id == study_id, Study.state == "running",
-                                Study.finalize_enqueued.is_(False), ~pending)
-            .values(finalize_enqueued=True)).rowcount == 1
+        won = crud.owe_finalize(session, study_id)
     if won:
-        finalize_study.apply_async((study_id,), queue=settings.queue_name)
+        outbox.flush(settings, [study_id])
     return won
+
+
+def _requeue_chunk(study_id: int, index: int, why: str) -> None:
+    log.warning("%s: chunk %s of study %s goes back on the queue", why, index, study_id)
+    with write_session(settings) as session:
+        try:
+            crud.requeue_chunk(session, study_id, index, why)
+        except TransitionError:
+            return
+    outbox.flush(settings, [study_id])
+
+
+def _chunk_state(study_id: int, index: int, action: str, **values) -> None:
+    with write_session(settings) as session:
+        try:
+            crud.chunk_move(session, study_id, index, action, **values)
+        except TransitionError:
+            pass
 
 
 @app.task(name=TASK_CHUNK, bind=True, base=StudyTask)
 def retrain_chunk(self, study_id: int, index: int) -> dict[str, Any]:
-    """Run one retraining chunk into the shared stage cache."""
+    """Run one retraining chunk into the shared stage cache. A chunk done already, or running
+    on another worker, is skipped (a duplicate message)."""
     hostname = self.request.hostname or "unknown"
 
     def work():
@@ -252,23 +276,16 @@ def retrain_chunk(self, study_id: int, index: int) -> dict[str, Any]:
 
         device = worker_device()
         with write_session(settings) as session:
-            study = session.get(Study, study_id)
+            study = crud.stopped_state(session, study_id)
             chunk = session.scalars(select(StudyChunk).where(
                 StudyChunk.study_id == study_id, StudyChunk.index == index)).first()
             if study is None or chunk is None:
                 return {"study": study_id, "outcome": "skipped"}
-            if study.state != "running" or study.cancel_requested:
-                if chunk.state != "done":
-                    chunk.state = "cancelled"
-                if study.cancel_requested and study.state == "running":
-                    study.state, study.finished_at = "cancelled", utcnow()
-                return {"study": study_id, "outcome": "skipped"}
             if chunk.state == "done":
                 done_already = True
             else:
+                crud.claim_chunk(session, study_id, index, hostname, device)
                 done_already = False
-                chunk.state, chunk.worker, chunk.device = "running", hostname, device
-                chunk.started_at, chunk.progress, chunk.error = utcnow(), 0.0, None
             spec = _load_spec(study)
             task = RetrainTask(chunk.alpha, chunk.subset_start, chunk.subset_stop)
         if not done_already:
@@ -277,21 +294,29 @@ def retrain_chunk(self, study_id: int, index: int) -> dict[str, Any]:
                 run_retraining_task(spec, task, settings.stage_cache_dir,
                                     progress=reporter.chunk)
             except StudyStopped:
-                _set_chunk(study_id, index, state="cancelled")
+                _chunk_state(study_id, index, "cancel_chunk")
                 raise
             except WorkerShuttingDown:
-                _set_chunk(study_id, index, state="pending", worker=None, progress=0.0)
+                _requeue_chunk(study_id, index, f"worker {hostname} shutting down")
                 _requeued(study_id)
-                raise self.retry(countdown=0, max_retries=None) from None
-            except RETRYABLE:
-                _set_chunk(study_id, index, state="pending")
                 raise
+            except (*RETRYABLE, *BROKER_ERRORS):
+                raise  # task_postrun puts the chunk back (pending, owed)
             except Exception as exc:
-                _set_chunk(study_id, index, state="failed", error=str(exc))
+                _chunk_state(study_id, index, "fail_chunk", error=reason(exc))
                 raise
-            _set_chunk(study_id, index, state="done", progress=1.0, finished_at=utcnow())
-            Reporter(study_id, chunk_index=index, span=(0.0, RETRAIN_SHARE)).chunk(1.0)
-        maybe_finalize(study_id)
+            with write_session(settings) as session:
+                won = crud.chunk_done(session, study_id, index)
+            try:  # the chunk is done: a shutdown or cancel noticed now stops nothing
+                Reporter(study_id, chunk_index=index, span=(0.0, RETRAIN_SHARE))(
+                    "groundtruth/retrain", 1.0, final=True)
+            except Exception:
+                log.exception("could not report chunk %s of study %s done", index, study_id)
+        else:
+            with write_session(settings) as session:
+                won = crud.owe_finalize(session, study_id)
+        if won:
+            outbox.flush(settings, [study_id])
         return {"study": study_id, "chunk": index, "outcome": "done", "worker": hostname}
 
     return _guard(study_id, work)
@@ -305,15 +330,10 @@ def _requeued(study_id: int) -> None:
             study.stage = "interrupted: back on the queue"
 
 
-def _set_chunk(study_id: int, index: int, **values) -> None:
-    with write_session(settings) as session:
-        session.execute(update(StudyChunk).where(StudyChunk.study_id == study_id,
-                                                 StudyChunk.index == index).values(**values))
-
-
 @app.task(name=TASK_FINALIZE, bind=True, base=StudyTask)
 def finalize_study(self, study_id: int) -> dict[str, Any]:
-    """Run the whole study (reusing the cached chunks) and store its results."""
+    """Run the whole study (reusing the cached chunks) and store its results. A finalize
+    held by another worker, or of a study no longer running, is skipped."""
     hostname = self.request.hostname or "unknown"
 
     def work():
@@ -321,159 +341,34 @@ def finalize_study(self, study_id: int) -> dict[str, Any]:
 
         device = worker_device()
         with write_session(settings) as session:
-            study = session.get(Study, study_id)
-            if study is None or study.state != "running":
+            study = crud.claim_finalize(session, study_id, hostname, device)
+            if study is None:
                 return {"study": study_id, "outcome": "skipped"}
-            if study.cancel_requested:
-                study.state, study.finished_at = "cancelled", utcnow()
-                return {"study": study_id, "outcome": "cancelled"}
             spec = _load_spec(study)
             has_chunks = bool(study.chunks)
-            study.worker, study.device = hostname, device
         span = (RETRAIN_SHARE, 1.0) if has_chunks else (0.0, 1.0)
         reporter = Reporter(study_id, stages=stage_plan(spec), span=span)
         try:
             result = run_study(spec, artifacts.study_dir(settings, study_id),
                                settings.stage_cache_dir, progress=reporter)
         except WorkerShuttingDown:
+            why = f"worker {hostname} shutting down"
+            with write_session(settings) as session:
+                crud.requeue_finalize(session, study_id, why)
             _requeued(study_id)
-            raise self.retry(countdown=0, max_retries=None) from None
+            outbox.flush(settings, [study_id])
+            raise
         results = result.results
         with write_session(settings) as session:
-            study = session.get(Study, study_id)
-            if study is None:
+            if session.get(Study, study_id) is None:
                 return {"study": study_id, "outcome": "deleted"}
-            study.state, study.finished_at = "succeeded", utcnow()
-            study.stage, study.stage_progress, study.progress = "done", 1.0, 1.0
-            study.summary = artifacts.summarize(results)
-            study.timings = results.get("timings")
-            study.device = results.get("device", device)
+            crud.succeed(session, study_id, summary=artifacts.summarize(results),
+                         timings=results.get("timings"), device=results.get("device", device))
         return {"study": study_id, "outcome": "succeeded", "worker": hostname}
 
     return _guard(study_id, work)
 
 
-# --- the worker's own row: device, liveness; the work of lost workers -------------------
-
-def requeue_work_of(hostname: str, why: str) -> dict[str, list]:
-    """Put the work a worker was doing back on the queue: its running chunks (pending again,
-    re-sent) and the finalize of a study it was running (re-sent). Each row is taken back by
-    a conditional UPDATE, so two workers reaping the same loss re-send it once. The tasks are
-    idempotent (a chunk already done is skipped; the stage cache keeps finished stages), so a
-    late redelivery of the lost worker's own message does no harm."""
-    with write_session(settings) as session:
-        chunks = session.execute(
-            update(StudyChunk).where(StudyChunk.worker == hostname,
-                                     StudyChunk.state == "running")
-            .values(state="pending", worker=None, progress=0.0)
-            .returning(StudyChunk.study_id, StudyChunk.index)).all()
-        finals = session.execute(
-            update(Study).where(Study.worker == hostname, Study.state == "running",
-                                Study.finalize_enqueued.is_(True))
-            .values(worker=None, stage=f"re-queued: {why}")
-            .returning(Study.id)).scalars().all()
-    for study_id, index in chunks:
-        retrain_chunk.apply_async((study_id, index), queue=settings.queue_name)
-    for study_id in finals:
-        finalize_study.apply_async((study_id,), queue=settings.queue_name)
-    if chunks or finals:
-        log.warning("%s: re-queued %d chunk(s) %s and the finalize of %s", why, len(chunks),
-                    [tuple(c) for c in chunks], list(finals))
-    return {"chunks": [tuple(c) for c in chunks], "finalize": list(finals)}
-
-
-def reap_lost_workers() -> dict[str, dict]:
-    """Workers that have not written for ``lost_after_s`` are lost: mark each (a conditional
-    UPDATE: one reaper wins) and put its work back on the queue (:func:`requeue_work_of`).
-    Run by every live worker's heartbeat thread."""
-    cutoff = utcnow() - timedelta(seconds=settings.lost_after_s)
-    with read_session(settings) as session:
-        silent = session.scalars(select(Worker.hostname).where(
-            Worker.state == "online", Worker.last_seen < cutoff)).all()
-    reaped = {}
-    for hostname in silent:
-        with write_session(settings) as session:
-            won = session.execute(update(Worker).where(
-                Worker.hostname == hostname, Worker.state == "online",
-                Worker.last_seen < cutoff).values(state="lost")).rowcount == 1
-        if won:
-            reaped[hostname] = requeue_work_of(
-                hostname, f"worker {hostname} silent for over {settings.lost_after_s:g} s")
-    return reaped
-
-
-class Heartbeat(threading.Thread):
-    """Beside the tasks: every ``heartbeat_s`` write this worker's ``last_seen`` (its tasks
-    hold the main thread for minutes, so it cannot answer a ping), then reap lost workers."""
-
-    def __init__(self, hostname: str):
-        super().__init__(name=f"curvscope-heartbeat-{hostname}", daemon=True)
-        self.hostname = hostname
-        self.stopped = threading.Event()
-
-    def beat(self) -> None:
-        with write_session(settings) as session:
-            session.execute(update(Worker).where(Worker.hostname == self.hostname)
-                            .values(last_seen=utcnow(), state="online"))
-        reap_lost_workers()
-
-    def run(self) -> None:
-        while not self.stopped.wait(settings.heartbeat_s):
-            try:
-                self.beat()
-            except Exception:  # the database or broker is away for a moment: try again
-                log.exception("heartbeat of %s failed", self.hostname)
-
-
-_heartbeat: Heartbeat | None = None
-
-
-@signals.worker_ready.connect
-def _worker_ready(sender=None, **_):
-    import os
-
-    global _heartbeat
-    hostname = getattr(sender, "hostname", None) or "unknown"
-    try:
-        device = worker_device()
-        # chunks still 'running' under this name are a previous run's of this worker, killed
-        # before it could put them back (this one has not started a task yet)
-        requeue_work_of(hostname, f"worker {hostname} restarted")
-        with write_session(settings) as session:
-            row = session.get(Worker, hostname) or Worker(hostname=hostname)
-            row.device, row.pid, row.state = device, os.getpid(), "online"
-            row.started_at = row.last_seen = utcnow()
-            session.add(row)
-        log.info("worker %s ready on %s", hostname, device)
-        reap_lost_workers()
-    except Exception:
-        log.exception("could not record worker %s", hostname)
-    _heartbeat = Heartbeat(hostname)
-    _heartbeat.start()
-
-
-@signals.worker_shutdown.connect
-def _worker_shutdown(sender=None, **_):
-    hostname = getattr(sender, "hostname", None) or "unknown"
-    if _heartbeat is not None:
-        _heartbeat.stopped.set()
-    try:
-        with write_session(settings) as session:
-            row = session.get(Worker, hostname)
-            if row is not None:
-                row.state, row.last_seen = "offline", utcnow()
-    except Exception:
-        log.exception("could not record worker %s shutdown", hostname)
-
-
-@signals.task_postrun.connect
-def _task_done(sender=None, task=None, **_):
-    hostname = getattr(getattr(task, "request", None), "hostname", None)
-    if not hostname:
-        return
-    try:
-        with write_session(settings) as session:
-            session.execute(update(Worker).where(Worker.hostname == hostname).values(
-                last_seen=utcnow(), tasks_done=Worker.tasks_done + 1))
-    except Exception:
-        log.exception("could not update worker %s", hostname)
+# heartbeats, the lost-worker reaper, the outbox sweeper and the worker's signals
+from worker import heartbeat  # noqa: E402,F401
+from worker.heartbeat import Heartbeat, reap_lost_workers, requeue_work_of  # noqa: E402,F401

@@ -49,7 +49,14 @@ class Settings(BaseSettings):
                                    description="The most studies one POST /sweeps may name.")
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
 
-    queue_name: str = Field(default="curvscope", min_length=1)
+    queue_name: str = Field(default="curvscope", min_length=1, max_length=100,
+                            description="Queue of the long tasks (retraining chunks); the "
+                            "short ones (start, finalize) go to '<queue_name>-short', which "
+                            "workers read first.")
+    outbox_grace_s: float = Field(default=5.0, ge=0, le=3600,
+                                  description="The sweeper sends a start message owed for at "
+                                  "least this long (the request that owes it is probably "
+                                  "sending it).")
     # Redis redelivers an unacknowledged (acks-late) message after this long: it must exceed
     # the longest task, else a second worker starts the same study while the first still runs.
     visibility_timeout_s: int = Field(default=12 * 3600, ge=60)
@@ -95,6 +102,10 @@ class Settings(BaseSettings):
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
             return url
         return f"sqlite:///{(self.data_dir / 'curvscope.db').resolve()}"
+
+    @property
+    def short_queue_name(self) -> str:
+        return f"{self.queue_name}-short"
 
     @property
     def celery_broker_url(self) -> str:

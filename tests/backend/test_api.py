@@ -27,6 +27,14 @@ def assert_problem(response, status: int) -> dict:
     return body
 
 
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from backend.db import MIGRATIONS_DIR
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
 def finish(settings, study_id: int, state: str = "succeeded", write_files: bool = True):
     """Move a study on as a worker would, writing small real result files."""
     from backend import artifacts
@@ -65,7 +73,7 @@ def test_health_reports_database_and_broker(api, settings):
     body = api.get("/api/v1/health").json()
     assert body["status"] == "ok"
     assert body["database"] == {"ok": True, "dialect": settings.sqlalchemy_url.split(":")[0]
-                                .split("+")[0], "revision": "0001"}
+                                .split("+")[0], "revision": head_revision()}
     assert body["broker"]["ok"] is True
 
 
@@ -265,22 +273,56 @@ def test_datasets_upload_list_use_delete(api, settings):
     assert list(settings.datasets_dir.glob("*.csv")) == []
 
 
-def test_unreachable_broker_is_503_and_the_study_can_be_retried(api, settings, tmp_path):
+def test_a_study_accepted_while_the_broker_is_down_is_sent_once_it_is_back(api, settings):
+    """202, queued, its start message owed (stage says so); `retry` accepts the never-sent
+    study; the sweeper sends what is owed, once, when the broker answers again."""
     from fastapi.testclient import TestClient
 
+    from backend import outbox
     from backend.app import create_app
     from tests.backend.conftest import TOKEN
 
     dead = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0",
                                        "migrate_on_start": False})
     with TestClient(create_app(dead), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        body = assert_problem(client.post("/api/v1/studies", json=tiny()), 503)
-        assert "broker" in body["detail"] and body["study_id"]
+        accepted = client.post("/api/v1/studies", json=tiny())
+        assert accepted.status_code == 202, accepted.text
+        study = accepted.json()
+        assert study["state"] == "queued" and "broker" in study["stage"]
         health = client.get("/api/v1/health").json()
         assert health["status"] == "degraded" and health["broker"]["ok"] is False
-    study = api.get(f"/api/v1/studies/{body['study_id']}").json()
-    assert study["state"] == "failed" and "retry" in study["error"].lower()
-    assert api.post(f"/api/v1/studies/{body['study_id']}/retry").status_code == 202
+        sweep = client.post("/api/v1/sweeps", json={"base": tiny(), "grid": {
+            "training.seed": [1, 2, 3]}})
+        assert sweep.status_code == 202 and sweep.json()["created"] == 3
+        assert outbox.sweep(dead.model_copy(update={"outbox_grace_s": 0})).failed == 4
+        retried = client.post(f"/api/v1/studies/{study['id']}/retry")   # still no broker
+        assert retried.status_code == 202 and retried.json()["attempts"] == 1
+    assert broker_status(settings)["pending_messages"] == 0
+    assert api.post(f"/api/v1/studies/{study['id']}/retry").status_code == 202  # sends it
+    assert broker_status(settings)["pending_messages"] == 1
+    sent = outbox.sweep(settings.model_copy(update={"outbox_grace_s": 0}))
+    assert sorted(sent.start) == [study["id"] + 1, study["id"] + 2, study["id"] + 3]
+    assert broker_status(settings)["pending_messages"] == 4
+    assert outbox.sweep(settings.model_copy(update={"outbox_grace_s": 0})).count == 0
+    assert_problem(api.post(f"/api/v1/studies/{study['id']}/retry"), 409)  # sent: not again
+    with write_session(settings) as session:
+        assert all(s.sent_at is not None for s in session.scalars(select(Study)))
+
+
+def test_ids_are_never_reused_and_huge_ids_are_422(api, settings):
+    first = create(api, tiny(training={"seed": 901})).json()["id"]
+    second = create(api, tiny(training={"seed": 902})).json()["id"]
+    for sid in (second, first):
+        api.post(f"/api/v1/studies/{sid}/cancel")
+        assert api.delete(f"/api/v1/studies/{sid}").status_code == 204
+    third = create(api, tiny(training={"seed": 903})).json()["id"]
+    assert third > second > first
+    for path in ("/api/v1/studies/9223372036854775808", "/api/v1/studies/99999999999",
+                 "/api/v1/studies?offset=9223372036854775808",
+                 "/api/v1/studies?ids=1,99999999999999999999",
+                 "/api/v1/datasets/9223372036854775808",
+                 f"/api/v1/studies/{third}/arrays/x?index=9223372036854775808"):
+        assert_problem(api.get(path), 422)
 
 
 def test_workers_and_queue(api, settings):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
@@ -25,6 +26,8 @@ from backend.core.problems import Problem, pydantic_errors, sentence
 from backend.models import ACTIVE_STATES, Dataset, Study
 from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, DatasetList, DatasetOut, dataset_out
 
+MAX_ID = 2**31 - 1
+DatasetId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The data set's id.")]
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES)
 SUFFIXES = (".csv", ".npz")
 
@@ -116,7 +119,7 @@ def upload_dataset(
 
 @router.get("", response_model=DatasetList, summary="List uploaded data sets")
 def list_datasets(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> DatasetList:
+                  offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> DatasetList:
     count = session.scalar(select(func.count()).select_from(Dataset)) or 0
     rows = session.scalars(select(Dataset).order_by(Dataset.id.desc()).limit(limit)
                            .offset(offset)).all()
@@ -132,13 +135,13 @@ def _get(session, dataset_id: int) -> Dataset:
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="One data set")
-def get_dataset(dataset_id: int, session: SessionDep) -> DatasetOut:
+def get_dataset(dataset_id: DatasetId, session: SessionDep) -> DatasetOut:
     return dataset_out(_get(session, dataset_id))
 
 
 @router.delete("/{dataset_id}", status_code=204, dependencies=[WriteAuth],
                summary="Delete a data set no queued or running study uses")
-def delete_dataset(request: Request, dataset_id: int) -> Response:
+def delete_dataset(request: Request, dataset_id: DatasetId) -> Response:
     with write_tx(request) as tx:
         dataset = _get(tx, dataset_id)
         users = tx.scalars(select(Study.id).where(Study.dataset_id == dataset_id,

@@ -8,16 +8,15 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from backend import artifacts
+from backend import artifacts, crud, outbox
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.core.problems import Problem
-from backend.models import ACTIVE_STATES, FINAL_STATES, STATES, IdempotencyKey, Study, utcnow
-from backend.queue import enqueue_study
+from backend.models import ACTIVE_STATES, STATES, IdempotencyKey, Study
 from backend.schemas import (
     API_PREFIX,
     PROBLEM_RESPONSES,
@@ -45,6 +44,9 @@ SpecBody = Annotated[dict[str, Any], Body(
     description="A study spec: optionally a preset ('quick' or 'paper') plus overrides of any "
     "field (GET /api/v1/schema). The stored spec is the fully resolved one.",
     openapi_examples=SPEC_EXAMPLES)]
+#: Path and query integers are bounded (no 500 for an id above what the database holds).
+MAX_ID = 2**31 - 1
+StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
 SORT_FIELDS = {"id", "created_at", "started_at", "finished_at", "name", "state", "progress"}
 
 
@@ -121,11 +123,10 @@ def create_study(request: Request, body: SpecBody, session: SessionDep, settings
                 status, study = 200, existing
             else:
                 status = 202
-                study = Study(name=resolved.spec.name, state="queued", spec=resolved.spec_dict,
-                              request=body, spec_hash=resolved.spec_hash, preset=resolved.preset,
-                              estimate=resolved.estimate, dataset_id=resolved.dataset_id)
-                tx.add(study)
-                tx.flush()
+                study = crud.create(tx, name=resolved.spec.name, spec=resolved.spec_dict,
+                                    request=body, spec_hash=resolved.spec_hash,
+                                    preset=resolved.preset, estimate=resolved.estimate,
+                                    dataset_id=resolved.dataset_id)
             if idempotency_key is not None:
                 tx.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash,
                                       study_id=study.id, status_code=status))
@@ -133,28 +134,32 @@ def create_study(request: Request, body: SpecBody, session: SessionDep, settings
         raise Problem(409, "Another request with this Idempotency-Key is being processed; "
                       "repeat the request in a moment.", kind="idempotency-key-in-use") from None
     if status == 202:
-        _enqueue(request, settings, study)
+        _enqueue(request, settings, [study])
     return _reply(study, status)
 
 
-def _enqueue(request: Request, settings, study: Study) -> None:
-    try:
-        task_id = enqueue_study(settings, study.id)
-    except Exception as exc:
-        log.warning("could not enqueue study %s: %s", study.id, exc)
-        with write_tx(request) as tx:
-            row = tx.get(Study, study.id)
-            row.state, row.finished_at = "failed", utcnow()
-            row.error_type = "QueueUnavailable"
-            row.error = ("The study was stored but could not be queued: the message broker "
-                         f"is unreachable ({type(exc).__name__}). Retry it with POST "
-                         f"{API_PREFIX}/studies/{study.id}/retry once the broker is up.")
-            study.state, study.error = row.state, row.error
-        raise Problem(503, study.error, kind="queue-unavailable", study_id=study.id) from None
+def _enqueue(request: Request, settings, studies: list[Study] | Study) -> None:
+    """Send the start messages these committed studies owe (``backend.outbox``). A broker
+    that is down loses nothing: the studies stay queued with their message owed, the sweeper
+    sends it later (workers' heartbeats, the next API start), and the answer says so."""
+    if isinstance(studies, Study):
+        studies = [studies]
+    sent = outbox.flush(settings, [s.id for s in studies])
+    if not sent.failed:
+        return
+    log.warning("broker unreachable; %d start message(s) stay owed: %s", sent.failed,
+                sent.error)
+    done = set(sent.start)
+    note = ("waiting for the message broker (unreachable); the study is sent as soon as it "
+            "is back")
+    for study in studies:
+        if study.id not in done:
+            study.stage = note[:100]
     with write_tx(request) as tx:
-        row = tx.get(Study, study.id)
-        if row is not None:
-            row.task_id = task_id
+        for study in studies:
+            row = tx.get(Study, study.id)
+            if study.id not in done and row is not None and row.state == "queued":
+                row.stage = note[:100]
 
 
 @router.get("", response_model=StudyList, summary="List studies")
@@ -174,7 +179,7 @@ def list_studies(
     sort: Annotated[str, Query(description="Field, '-' prefix for descending: "
                                + ", ".join(sorted(SORT_FIELDS)))] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> StudyList:
     conditions = []
     if state:
@@ -187,9 +192,10 @@ def list_studies(
         conditions.append(Study.state.in_(states))
     if ids:
         wanted = [s.strip() for item in ids for s in item.split(",") if s.strip()]
-        bad = [s for s in wanted if not s.isdigit()]
+        bad = [s for s in wanted if not (s.isdigit() and len(s) <= 10 and int(s) <= MAX_ID)]
         if bad:
-            raise Problem(422, f"ids must be study ids (whole numbers), not {', '.join(bad)}.",
+            raise Problem(422, f"ids must be study ids (whole numbers up to {MAX_ID}), not "
+                          f"{', '.join(bad)[:200]}.",
                           errors=[{"field": "query.ids", "message": "comma-separated ids"}])
         conditions.append(Study.id.in_([int(s) for s in wanted]))
     if q:
@@ -218,7 +224,7 @@ def list_studies(
 
 @router.get("/{study_id}", response_model=StudyDetail, summary="One study: state, stage, "
             "progress, timings, error, chunks")
-def get_study(study_id: int, session: SessionDep) -> StudyDetail:
+def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
     return study_detail(_get(session, study_id))
 
 
@@ -236,7 +242,7 @@ def _succeeded(session, settings, study_id: int) -> Study:
 
 @router.get("/{study_id}/results", summary="results.json of a succeeded study",
             response_class=FileResponse, responses={200: {"content": {"application/json": {}}}})
-def get_results(study_id: int, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def get_results(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> FileResponse:
     _succeeded(session, settings, study_id)
     return FileResponse(artifacts.results_path(settings, study_id),
                         media_type="application/json")
@@ -244,7 +250,7 @@ def get_results(study_id: int, session: SessionDep, settings: SettingsDep) -> Fi
 
 @router.get("/{study_id}/arrays", response_model=ArrayList, summary="Names, shapes, dtypes "
             "of the study's arrays")
-def list_study_arrays(study_id: int, session: SessionDep, settings: SettingsDep) -> ArrayList:
+def list_study_arrays(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> ArrayList:
     _succeeded(session, settings, study_id)
     items = artifacts.list_arrays(artifacts.arrays_path(settings, study_id))
     return ArrayList(data=items, count=len(items))
@@ -252,13 +258,13 @@ def list_study_arrays(study_id: int, session: SessionDep, settings: SettingsDep)
 
 @router.get("/{study_id}/arrays/{name:path}", summary="One array as JSON or .npy",
             responses={200: {"content": {"application/json": {}, "application/x-npy": {}}}})
-def get_array(request: Request, study_id: int, name: str, session: SessionDep,
+def get_array(request: Request, study_id: StudyId, name: str, session: SessionDep,
               settings: SettingsDep,
               format: Annotated[Literal["json", "npy"] | None, Query(
                   description="json (nested lists, NaN → null) or npy; default from the "
                   "Accept header, else json.")] = None,
               index: Annotated[int | None, Query(
-                  ge=0, description="Only the array's row ``[index]`` along its first axis, "
+                  ge=0, le=MAX_ID, description="Only the array's row ``[index]`` along its first axis, "
                   "e.g. one test point's scores: scores/K-FAC?index=5 is τ(x_5, ·), one "
                   "value per training point.")] = None) -> Response:
     _succeeded(session, settings, study_id)
@@ -296,7 +302,7 @@ def get_array(request: Request, study_id: int, name: str, session: SessionDep,
 @router.get("/{study_id}/export", summary="Export a study as CSV (per method and α) or JSON "
             "(the study record and its results)",
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
-def export_study(study_id: int, session: SessionDep, settings: SettingsDep,
+def export_study(study_id: StudyId, session: SessionDep, settings: SettingsDep,
                  format: Literal["csv", "json"] = "json") -> Response:
     study = _succeeded(session, settings, study_id)
     results = artifacts.load_results(settings, study_id)
@@ -309,56 +315,50 @@ def export_study(study_id: int, session: SessionDep, settings: SettingsDep,
                          "results": results}, headers=headers)
 
 
+def _transition_problem(exc: crud.TransitionError, kind: str) -> Problem:
+    return Problem(409, str(exc), kind=kind, state=exc.state)
+
+
 @router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAuth],
              summary="Cancel a queued or running study (cooperatively)",
              responses={202: {"description": "Running: the worker stops at its next check."}})
-def cancel_study(request: Request, study_id: int) -> JSONResponse:
+def cancel_study(request: Request, study_id: StudyId) -> JSONResponse:
     with write_tx(request) as tx:
-        study = _get(tx, study_id)
-        if study.state in FINAL_STATES:
-            raise Problem(409, f"Study {study_id} is already {study.state}; only queued or "
-                          "running studies can be cancelled.", kind="study-finished",
-                          state=study.state)
-        study.cancel_requested = True
-        if study.state == "queued":
-            study.state, study.finished_at, study.stage = "cancelled", utcnow(), None
-            status = 200
-        else:
-            status = 202
-    return _reply(study, status)
+        try:
+            study, at_once = crud.request_cancel(tx, study_id)
+        except crud.StudyNotFound as exc:
+            raise Problem(404, str(exc), kind="study-not-found") from None
+        except crud.TransitionError as exc:
+            raise _transition_problem(exc, "study-finished") from None
+    return _reply(study, 200 if at_once else 202)
 
 
 @router.post("/{study_id}/retry", response_model=StudyOut, status_code=202,
              dependencies=[WriteAuth], summary="Run a failed or cancelled study again "
-             "(finished stages and chunks are reused from the cache)")
-def retry_study(request: Request, study_id: int, settings: SettingsDep) -> JSONResponse:
+             "(finished stages and chunks are reused from the cache), or send a queued one "
+             "that never reached the broker")
+def retry_study(request: Request, study_id: StudyId, settings: SettingsDep) -> JSONResponse:
     with write_tx(request) as tx:
-        study = _get(tx, study_id)
-        if study.state not in ("failed", "cancelled"):
-            raise Problem(409, f"Study {study_id} is {study.state}; only failed or cancelled "
-                          "studies can be retried.", kind="study-not-retryable",
-                          state=study.state)
-        study.state, study.stage, study.progress, study.stage_progress = "queued", None, 0, 0
-        study.error = study.error_type = None
-        study.cancel_requested = study.finalize_enqueued = False
-        study.started_at = study.finished_at = None
-        study.attempts += 1
-        for chunk in study.chunks:
-            if chunk.state != "done":
-                chunk.state, chunk.progress, chunk.error = "pending", 0.0, None
-    _enqueue(request, settings, study)
+        try:
+            study = crud.retry(tx, study_id)
+        except crud.StudyNotFound as exc:
+            raise Problem(404, str(exc), kind="study-not-found") from None
+        except crud.TransitionError as exc:
+            raise _transition_problem(exc, "study-not-retryable") from None
+    _enqueue(request, settings, [study])
     return _reply(study, 202)
 
 
 @router.delete("/{study_id}", status_code=204, dependencies=[WriteAuth],
                summary="Delete a finished study and its files")
-def delete_study(request: Request, study_id: int, settings: SettingsDep) -> Response:
+def delete_study(request: Request, study_id: StudyId, settings: SettingsDep) -> Response:
     with write_tx(request) as tx:
-        study = _get(tx, study_id)
-        if study.state in ACTIVE_STATES:
-            raise Problem(409, f"Study {study_id} is {study.state}; cancel it first "
-                          f"(POST {API_PREFIX}/studies/{study_id}/cancel).",
-                          kind="study-active", state=study.state)
-        tx.delete(study)
+        try:
+            crud.delete(tx, study_id)
+        except crud.StudyNotFound as exc:
+            raise Problem(404, str(exc), kind="study-not-found") from None
+        except crud.TransitionError as exc:
+            raise Problem(409, f"{exc} Cancel it first (POST {API_PREFIX}/studies/"
+                          f"{study_id}/cancel).", kind="study-active", state=exc.state) from None
     shutil.rmtree(artifacts.study_dir(settings, study_id), ignore_errors=True)
     return Response(status_code=204)

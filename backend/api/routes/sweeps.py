@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
+from backend import crud
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.models import Study
@@ -138,16 +139,14 @@ def create_sweep(request: Request, body: SweepIn, session: SessionDep,
         for values, config, spec in zip(points, configs, resolved, strict=True):
             existing = _reusable(tx, spec.spec_hash)
             if existing is None:
-                study = Study(name=spec.spec.name, state="queued", spec=spec.spec_dict,
-                              request=config, spec_hash=spec.spec_hash,
-                              preset=spec.preset, estimate=spec.estimate,
-                              dataset_id=spec.dataset_id)
-                tx.add(study)
-                tx.flush()
+                study = crud.create(tx, name=spec.spec.name, spec=spec.spec_dict,
+                                    request=config, spec_hash=spec.spec_hash,
+                                    preset=spec.preset, estimate=spec.estimate,
+                                    dataset_id=spec.dataset_id)
             rows.append((values, existing or study, existing is not None))
     created = [study for _, study, reused in rows if not reused]
-    for study in created:
-        _enqueue(request, settings, study)
+    if created:  # every point on its own: a broker error leaves the rest owed, none lost
+        _enqueue(request, settings, created)
     ids = ",".join(str(study.id) for _, study, _ in rows)
     first = next(iter(body.grid))
     out = SweepOut(
