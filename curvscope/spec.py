@@ -157,6 +157,40 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def known_pitfalls(spec: StudySpec) -> list[str]:
+    """Sentences for the official-code choices in ``spec`` that SCIENCE.md §1 lists as
+    pitfalls (Hong et al. 2025's public code): the per-loader split, a Monte-Carlo Fisher
+    behind K-FAC/EK-FAC, K-FAC's heuristic damping, the interval midpoint as the LDS. Empty
+    for curvscope's defaults. results.json carries them as ``known_pitfalls``."""
+    out = []
+    if spec.data.split == "per_loader":
+        out.append(
+            "data.split = per_loader: each data loader draws its own permutation (the official "
+            "code), so the model trains on loader 1's rows while curvature and training "
+            "gradients use loader 2's and the test points are loader 3's; most test points "
+            "were trained on (160 of 180 on digits) and only part of the attributed points "
+            "(1,453 of 1,617) are in the model's training set.")
+    methods = set(spec.curvature.methods)
+    mc = [m for m in FISHER_METHODS if m in methods and spec.curvature.fisher_type_of(m) == "mc"]
+    if mc:
+        out.append(
+            f"{' and '.join(mc)} use a {spec.curvature.mc_samples}-sample Monte-Carlo Fisher "
+            "while H and the GGN are exact: the comparison along the chain is confounded, and "
+            "on a confident model the sampled labels may carry almost no curvature (see "
+            "methods.<m>.mc_fisher).")
+    if spec.inverse.kfac_damping == "heuristic" and "K-FAC" in methods:
+        out.append(
+            "K-FAC is inverted with heuristic π damping while every other method gets exact "
+            "damping λI: part of the K-FAC / EK-FAC difference is the damping, not the "
+            "curvature (see methods.K-FAC.damping_received).")
+    if spec.groundtruth.enabled and spec.groundtruth.lds_summary == "interval_midpoint":
+        out.append(
+            "The headline LDS is the midpoint of the bootstrap interval, not the point "
+            "estimate (the official code's reported 'mean'); the point estimate is kept as "
+            "methods.<m>.lds.<α>.value.")
+    return out
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
