@@ -67,7 +67,8 @@ class DashApp(Dash):
             f'<script src="{runtime}"></script>', kwargs.get("scripts", ""), count=1)
         if not found:  # another Dash version: keep its scripts as they are
             log.warning("Dash's polyfill script was not found in the index page")
-        return super().interpolate_index(**kwargs)
+        page = super().interpolate_index(**kwargs)
+        return page.replace("<html>", '<html lang="en">', 1)  # WCAG 3.1.1
 
 
 def _layout():
@@ -149,6 +150,53 @@ def _register_shell_callbacks(app: Dash) -> None:
         Output("auth", "data"), Input("token-input", "value"), prevent_initial_call=True)
 
 
+STUDY_PATH = re.compile(r"^/studies/([^/]+)/?$")
+
+
+def known_path(path: str) -> bool:
+    """Whether a registered page answers ``path`` (its path, or its path template with the
+    placeholders filled); the not-found page answers the rest."""
+    path = "/" + path.strip("/") if path.strip("/") else "/"
+    for page in dash.page_registry.values():
+        if page.get("module", "").endswith("not_found_404"):
+            continue
+        if page.get("path") == path:
+            return True
+        template = page.get("path_template")
+        if template:
+            pattern = "^" + re.sub(r"<[^>]+>", "[^/]+", template.rstrip("/")) + "/?$"
+            if re.match(pattern, path):
+                return True
+    return False
+
+
+async def page_status(path: str) -> int:
+    """HTTP status of the dashboard's answer for ``path``: 404 for a path no page serves and
+    for a study the API does not know (the page itself still explains), else 200."""
+    if not known_path(path):
+        return 404
+    match = STUDY_PATH.match(path)
+    if match is None:
+        return 200
+    from frontend.runtime import EXECUTOR
+
+    def exists() -> int:
+        sid = match.group(1)
+        if not sid.isdigit():
+            return 404
+        try:
+            get_client().study(int(sid))
+        except ApiError as exc:
+            return 404 if exc.status == 404 else 200
+        return 200
+
+    import asyncio
+    import contextvars
+
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(EXECUTOR, context.run, exists)
+
+
 def _add_catchall(app: Dash, server: FastAPI) -> None:
     """Deep links (/studies/3, /compare?ids=…) answer with Dash's index page; Dash's own
     catch-all is only installed by its lifespan hook, which a mounted app does not get."""
@@ -166,7 +214,8 @@ def _add_catchall(app: Dash, server: FastAPI) -> None:
                 done = hook()
                 if inspect.isawaitable(done):
                     await done
-            return Response(content=app.index(), media_type="text/html")
+            status = await page_status("/" + path)
+            return Response(content=app.index(), media_type="text/html", status_code=status)
         finally:
             if token is not None:
                 reset_current_request(token)

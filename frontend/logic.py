@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from frontend.figures.study import ordered_methods
+from frontend.figures.study import block_labels, ordered_methods
 
 STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE = ("queued", "running")
@@ -154,6 +154,7 @@ def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None,
         "        v.length === (values[allOf[key]] || []).length) { return; }\n"
         "    if (Array.isArray(v)) { v = v.join(','); }\n"
         "    if (v === null || v === undefined || v === '') { return; }\n"
+        "    if (typeof v === 'number' && !isFinite(v)) { return; }\n"
         "    if (defaults[key] !== undefined && String(v) === defaults[key]) { return; }\n"
         "    params.set(key, String(v));\n"
         "  });\n"
@@ -198,13 +199,28 @@ def headline_alpha(summaries: list[dict | None]) -> str | None:
     return "0.5" if "0.5" in alphas else sorted(alphas, key=float)[0]
 
 
-def dataset_label(spec: dict | None) -> str:
+def dataset_names(datasets: list[dict] | None) -> dict[str, str]:
+    """Stored file stem → an uploaded data set's name and id: the service keeps an upload as
+    ``<data_dir>/datasets/<sha256[:16]>.<ext>``, and a study's spec holds that path."""
+    return {str(d.get("sha256", ""))[:16]: f"{d.get('name')} (#{d.get('id')})"
+            for d in datasets or [] if d.get("sha256")}
+
+
+def dataset_label(spec: dict | None, names: dict[str, str] | None = None) -> str:
+    """What a study ran on, for people: an uploaded file by its name (never the server's
+    path to it)."""
     if not spec:
         return "–"
     data = spec.get("data") or {}
     name = data.get("name", "?")
     if name == "file":
-        return f"file {data.get('path') or ''}".strip()
+        path = str(data.get("path") or "")
+        if path.startswith("dataset:"):
+            return f"uploaded data set #{path.removeprefix('dataset:')}"
+        stem = path.replace("\\", "/").rsplit("/", 1)[-1].split(".", 1)[0]
+        if names and stem in names:
+            return names[stem]
+        return "uploaded file" + (f" {stem[:8]}…" if stem else "")
     if name == "gaussian_mixture":
         return (f"gaussian mixture ({data.get('n_samples')}×{data.get('n_features')}, "
                 f"{data.get('n_classes')} classes)")
@@ -266,6 +282,7 @@ def study_meta(detail: dict, results: dict | None) -> dict:
             ks |= {int(k) for k in curve}
     meta.update({
         "methods": methods, "blocks": [b["name"] for b in results.get("blocks", [])],
+        "block_labels": block_labels(results),
         "alphas": [str(a) for a in gt.get("alphas", [])], "ks": sorted(ks),
         "k": (results.get("spec", {}).get("curvature") or {}).get("eigenbasis_k"),
         "n_test": results.get("n_test"), "n_train": results.get("n_train"),
@@ -577,3 +594,186 @@ def estimate_rows(estimate: dict) -> list[tuple[str, str]]:
     if gflop:
         rows.append(("compute", f"{gflop:,.0f} GFLOP"))
     return rows
+
+
+# -- jobs: what each worker is doing ---------------------------------------------------------
+#: a worker whose heartbeat is older than this is not taken as alive by the dashboard
+HEARTBEAT_STALE_S = 180.0
+
+
+def worker_tasks(details: list[dict]) -> dict[str, list[str]]:
+    """hostname → what it runs, from the details of running studies: a retraining chunk
+    carries its worker (``chunks[].worker``) while the study's own ``worker`` is set only by
+    the finalize step, so both are read."""
+    doing: dict[str, list[str]] = {}
+    for study in details:
+        if study.get("state") != "running":
+            continue
+        for chunk in study.get("chunks") or []:
+            if chunk.get("state") == "running" and chunk.get("worker"):
+                doing.setdefault(chunk["worker"], []).append(
+                    f"study #{study['id']}: retraining chunk {chunk['index']} "
+                    f"(α = {chunk['alpha']:g}, subsets {chunk['subset_start']}–"
+                    f"{chunk['subset_stop'] - 1}) {100 * (chunk.get('progress') or 0):.0f} %")
+        busy_chunks = any(c.get("state") == "running" for c in study.get("chunks") or [])
+        if study.get("worker") and not busy_chunks:
+            doing.setdefault(study["worker"], []).append(
+                f"study #{study['id']}: {study.get('stage') or 'running'} "
+                f"{100 * (study.get('stage_progress') or 0):.0f} %")
+    return doing
+
+
+def worker_status(worker: dict, doing: list[str], now: datetime | None = None
+                  ) -> tuple[str, str, str]:
+    """(status chip, its CSS state, its tooltip) of one worker.
+
+    A worker runs with ``--pool=solo``: while a task holds it, it cannot answer the broker's
+    ping (``online`` is False), but its heartbeat thread keeps writing ``last_seen`` and
+    ``state = online``. So a worker that fails the ping with a fresh heartbeat is *busy*,
+    not offline."""
+    now = now or datetime.now(UTC)
+    seen = parse_time(worker.get("last_seen"))
+    fresh = seen is not None and (now - seen).total_seconds() < HEARTBEAT_STALE_S
+    state, online = worker.get("state"), worker.get("online")
+    if state == "lost" and not online:
+        return "lost", "failed", ("silent for longer than CURVSCOPE_LOST_AFTER_S: its work was "
+                                  "put back on the queue")
+    if online:
+        return ("busy", "running", "answered the ping while running a task") if doing else (
+            "idle", "online", "answered the ping; no task")
+    if state == "online" and (fresh or doing):
+        return "busy", "running", ("running a task, so it cannot answer the ping (solo pool); "
+                                   "its heartbeat is recent")
+    if state == "offline":
+        return "offline", "offline", "the worker shut down"
+    if online is None:
+        return "unknown", "unknown", "the broker did not answer, so liveness is unknown"
+    return "offline", "offline", "no ping answer and no recent heartbeat"
+
+
+def study_workers(detail: dict) -> tuple[list[str], list[str]]:
+    """The workers and devices a study runs on so far: its own (set when the finalize step
+    starts) and those of its retraining chunks (set when each chunk starts)."""
+    workers = [detail.get("worker")] if detail.get("worker") else []
+    devices = [detail.get("device")] if detail.get("device") else []
+    for chunk in detail.get("chunks") or []:
+        if chunk.get("state") in ("running", "done") and chunk.get("worker"):
+            workers.append(chunk["worker"])
+            if chunk.get("device"):
+                devices.append(chunk["device"])
+    return list(dict.fromkeys(workers)), list(dict.fromkeys(devices))
+
+
+def merge_selection(selected: list | None, shown: list[int], picked: list) -> list[int]:
+    """The studies ticked on the list: ``selected`` as remembered, with the rows ``shown``
+    now (ids) replaced by what their boxes hold (``picked``: one list per row), in the order
+    first ticked."""
+    ticked = {i for values in picked for i in (values or [])}
+    shown_set = set(shown)
+    kept = [i for i in (selected or []) if i not in shown_set or i in ticked]
+    return kept + [i for i in shown if i in ticked and i not in kept]
+
+
+# -- live telemetry of one study --------------------------------------------------------------
+def test_point(value: Any, n_test: int | None) -> tuple[int | None, str | None]:
+    """The test point a box or the URL asks for, and a sentence when it cannot be shown:
+    ``(index, None)`` in range; ``(None, why)`` for junk or a point out of range (nothing
+    is silently replaced by point 0)."""
+    n = n_test or 0
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or value == "":
+        return None, f"Type a test point, a whole number from 0 to {n - 1}."
+    index = parse_int(value)
+    if index is None or (isinstance(value, float) and not float(value).is_integer()):
+        return None, f"{value!r} is not a test point: type a whole number from 0 to {n - 1}."
+    if not 0 <= index < n:
+        return None, (f"Test point {index} does not exist: this study has {n} test points "
+                      f"(0 … {n - 1}).")
+    return index, None
+
+
+def eta_seconds(detail: dict) -> float | None:
+    """Seconds left for a running study, from its own pace so far (elapsed / progress); None
+    before 2 % of progress, when the pace says nothing yet."""
+    progress = detail.get("progress") or 0.0
+    elapsed = (detail.get("timings") or {}).get("running_seconds")
+    if detail.get("state") != "running" or not elapsed or progress < 0.02 or progress >= 1:
+        return None
+    return elapsed / progress * (1 - progress)
+
+
+def queued_for(detail: dict) -> tuple[float | None, str]:
+    """How long the study waited for a worker on its latest attempt, and what that counts
+    from. After a retry the API's ``timings.queued_seconds`` still counts from the study's
+    creation, so it is only used for a first attempt or when the API says when the latest
+    attempt was queued (``timings.queued_since`` / ``queued_at``)."""
+    timings = detail.get("timings") or {}
+    since = parse_time(timings.get("queued_since") or detail.get("queued_at"))
+    if since is not None:
+        end = parse_time(detail.get("started_at")) or datetime.now(UTC)
+        return max(0.0, (end - since).total_seconds()), "since the latest attempt was queued"
+    if (detail.get("attempts") or 1) > 1:
+        return None, "the API does not say when the retry was queued"
+    return timings.get("queued_seconds"), "since the study was created"
+
+
+#: failures that a second run of the same spec meets again: the spec or the code is the cause
+DETERMINISTIC_ERRORS = {"ValueError", "TypeError", "KeyError", "IndexError", "AssertionError",
+                        "ZeroDivisionError", "NotImplementedError", "ValidationError",
+                        "SpecError", "AttributeError", "LinAlgError", "FloatingPointError"}
+
+
+def retry_helps(detail: dict) -> tuple[bool, str]:
+    """Whether Retry can change the outcome, and why: a cancelled study or one lost to its
+    worker, the broker or the database may finish; a spec that raised ValueError will raise
+    it again (edit it and resubmit instead)."""
+    state = detail.get("state")
+    if state == "cancelled":
+        return True, "Retry runs it again, reusing every finished stage."
+    if state != "failed":
+        return False, ""
+    kind = detail.get("error_type") or ""
+    if kind in DETERMINISTIC_ERRORS:
+        return False, (f"A retry would fail the same way ({kind} comes from the spec or the "
+                       "code, not from the machine): edit the spec and resubmit.")
+    return True, "Retry runs it again, reusing every finished stage."
+
+
+def chunk_rows(detail: dict) -> list[dict]:
+    """The retraining chunks of a study, one row each: α, subsets, state, progress, worker."""
+    rows = []
+    for chunk in sorted(detail.get("chunks") or [], key=lambda c: c.get("index", 0)):
+        rows.append({"index": chunk.get("index"), "alpha": chunk.get("alpha"),
+                     "subsets": f"{chunk.get('subset_start')}–{(chunk.get('subset_stop') or 1) - 1}",
+                     "state": chunk.get("state"), "progress": chunk.get("progress") or 0.0,
+                     "worker": chunk.get("worker") or "–", "device": chunk.get("device") or "–",
+                     "error": chunk.get("error")})
+    return rows
+
+
+def queue_position(sid: int, queued: list[dict]) -> int | None:
+    """1-based place of study ``sid`` among the queued studies (oldest first)."""
+    ids = [s["id"] for s in sorted(queued, key=lambda s: (s.get("created_at") or "", s["id"]))]
+    return ids.index(sid) + 1 if sid in ids else None
+
+
+def resubmit_href(detail: dict) -> str:
+    """The New study page with this study's request filled in (``/new?from=<id>``)."""
+    return f"/new?from={detail['id']}"
+
+
+def error_lines(detail: dict, n: int = 20) -> list[str]:
+    """The last lines the API keeps of why the study failed: its error, the traceback or
+    log tail when the API has one (``traceback`` / ``log_tail``), and failed chunks'
+    errors."""
+    lines: list[str] = []
+    for key in ("traceback", "log_tail"):
+        text = detail.get(key)
+        if isinstance(text, list):
+            text = "\n".join(map(str, text))
+        if text:
+            lines += str(text).splitlines()
+    for chunk in detail.get("chunks") or []:
+        if chunk.get("error"):
+            lines.append(f"chunk {chunk.get('index')} (α = {chunk.get('alpha')}): "
+                         f"{chunk['error']}")
+    return lines[-n:]

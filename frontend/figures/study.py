@@ -45,10 +45,54 @@ def ordered_methods(names) -> list[str]:
     return known + sorted(n for n in names if n not in METHOD_ORDER)
 
 
+def sci_axis(axis) -> None:
+    """Ticks as researchers write them: 1e-4, never SI prefixes (1μ, 1p)."""
+    axis.update(exponentformat="e", showexponent="all")
+
+
 def _layout(fig: go.Figure, title: str, theme: str) -> go.Figure:
     fig.update_layout(title=title, template=template(theme), margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(exponentformat="e", showexponent="all")
+    fig.update_yaxes(exponentformat="e", showexponent="all")
     return fig
+
+
+#: methods whose matrix is positive semi-definite by construction: a negative eigenvalue of
+#: theirs is round-off (H, the Hessian, is the only indefinite one)
+INDEFINITE = {"H"}
+#: eigenvalues below this fraction of the largest one drawn are numerically zero
+SPECTRUM_FLOOR = 1e-10
+
+
+def block_labels(results: dict) -> dict[str, str]:
+    """Block name → the layer it is, by shape (``Linear 64→12``), from ``blocks`` (a stored
+    ``label`` or ``shape`` wins) and the spec's hidden widths: a linear layer with bias has
+    (d_in + 1)·d_out parameters. Names it cannot place are kept."""
+    blocks = results.get("blocks") or []
+    model = (results.get("spec") or {}).get("model") or {}
+    hidden = list(model.get("hidden") or [])
+    n_classes = results.get("n_classes")
+    bias = model.get("bias", True)
+    outs = [*hidden, n_classes]
+    labels = {}
+    for index, block in enumerate(blocks):
+        name = block.get("name", str(index))
+        if block.get("label"):
+            labels[name] = str(block["label"])
+            continue
+        shape = block.get("shape")
+        if isinstance(shape, list | tuple) and len(shape) == 2:
+            labels[name] = f"Linear {shape[1]}→{shape[0]}"
+            continue
+        d_out = outs[index] if len(blocks) == len(outs) and index < len(outs) else None
+        size = block.get("size")
+        if isinstance(d_out, int) and d_out > 0 and isinstance(size, int) and \
+                size % d_out == 0 and size // d_out - (1 if bias else 0) > 0:
+            labels[name] = f"Linear {size // d_out - (1 if bias else 0)}→{d_out}"
+        else:
+            labels[name] = name
+    return labels
 
 
 def lds_figure(results: dict, theme: str = "light") -> go.Figure:
@@ -79,8 +123,10 @@ def lds_figure(results: dict, theme: str = "light") -> go.Figure:
                           line=dict(dash="dash", color="black" if theme != "dark" else "white"))
             fig.add_annotation(x=index, y=ceiling["value"], text="seed-noise ceiling",
                                showarrow=False, yshift=10, font=dict(size=10))
-    fig.update_layout(barmode="group", yaxis_title="LDS (Spearman, mean over test points)")
-    return _layout(fig, "Attribution quality: LDS with 95 % bootstrap intervals", theme)
+    fig.update_layout(barmode="group",
+                      yaxis_title="LDS (Spearman ρ, mean over test points; higher is better)")
+    return _layout(fig, "Attribution quality: LDS with unpaired 95 % bootstrap intervals",
+                   theme)
 
 
 def log_spaced(n: int, max_points: int | None) -> np.ndarray:
@@ -93,25 +139,35 @@ def log_spaced(n: int, max_points: int | None) -> np.ndarray:
 
 
 def spectra_figure(arrays: dict, methods: list[str], block: str | None = None,
-                   theme: str = "light", max_points: int | None = None) -> go.Figure:
-    """Every method's eigenvalues sorted descending, on log |λ|; negative eigenvalues (H's
-    negative curvature) drawn as a separate dotted curve of |λ| (lines, not markers: a marker
-    per point is what made this the slowest figure to draw). ``block`` picks one block.
-    ``max_points`` thins each curve to about that many log-spaced ranks (exact values at
-    those ranks), which keeps a large spectrum quick to send and draw as SVG."""
+                   theme: str = "light", max_points: int | None = None,
+                   floor: float = SPECTRUM_FLOOR, block_label: str | None = None) -> go.Figure:
+    """Every method's eigenvalues sorted descending, on log |λ|, clipped at ``floor`` times
+    the largest eigenvalue drawn: below it an eigenvalue is numerically zero (round-off of a
+    rank-deficient matrix), and is counted, not drawn. H's negative eigenvalues (negative
+    curvature) are a separate dotted curve of |λ|; the other methods are positive
+    semi-definite by construction, so their negative values are round-off and counted with
+    the zeros. Lines, not markers (a marker per point made this the slowest figure to draw).
+    ``block`` picks one block. ``max_points`` thins each curve to about that many log-spaced
+    ranks (exact values at those ranks). ``layout.meta`` holds the floor and the counts."""
     fig = go.Figure()
     scatter = go.Scatter  # SVG, in the cartesian plotly.js bundle the dashboard serves
+    spectra = {}
     for name in ordered_methods(methods):
         key = f"eigenvalues/{name}" if block is None else f"block_eigenvalues/{name}/{block}"
-        if key not in arrays:
-            continue
-        values = np.sort(np.asarray(arrays[key]))[::-1]
+        if key in arrays:
+            spectra[name] = np.sort(np.asarray(arrays[key], dtype=float))[::-1]
+    top = max((float(np.max(np.abs(v))) for v in spectra.values() if len(v)), default=0.0)
+    cutoff = floor * top if top > 0 else 0.0
+    zeros: dict[str, dict] = {}
+    for name, values in spectra.items():
         rank = np.arange(1, len(values) + 1)
-        positive = np.flatnonzero(values > 0)
+        positive = np.flatnonzero(values > cutoff)
         keep = positive[log_spaced(len(positive), max_points)]
         fig.add_trace(scatter(x=rank[keep], y=values[keep], mode="lines",
                               name=name, line=dict(color=METHOD_COLORS.get(name))))
-        negative = np.flatnonzero(values < 0)
+        negative = np.flatnonzero(values < -cutoff) if name in INDEFINITE else np.array([], int)
+        zeros[name] = {"n": int(len(values)), "zero": int(len(values) - len(positive)
+                                                          - len(negative))}
         if len(negative):
             # the most negative first, so the thinning keeps the largest |λ| exactly
             negative = negative[::-1]
@@ -119,10 +175,33 @@ def spectra_figure(arrays: dict, methods: list[str], block: str | None = None,
             fig.add_trace(scatter(x=rank[keep], y=-values[keep], mode="lines",
                                   name=f"{name} (negative, |λ|)",
                                   line=dict(color=METHOD_COLORS.get(name), dash="dot")))
-    fig.update_yaxes(type="log", title="|λ|")
-    fig.update_xaxes(type="log", title="rank")
-    where = "whole matrix" if block is None else f"block {block}"
+            zeros[name]["negative"] = int(len(negative))
+    fig.update_yaxes(type="log", title="|λ| (eigenvalue)")
+    fig.update_xaxes(type="log", title="rank (largest first)")
+    if cutoff > 0:
+        fig.update_yaxes(range=[np.log10(cutoff), np.log10(top) + 0.3])
+    where = "whole matrix" if block is None else f"block {block_label or block}"
+    fig.update_layout(meta={"floor": floor, "cutoff": cutoff, "zeros": zeros})
     return _layout(fig, f"Eigen-spectra ({where})", theme)
+
+
+def spectra_caption(meta: dict) -> str:
+    """In words: the floor the spectra are clipped at and how many eigenvalues of each
+    method lie below it (numerically zero), from :func:`spectra_figure`'s ``layout.meta``."""
+    zeros = (meta or {}).get("zeros") or {}
+    if not zeros:
+        return ""
+    counted = [f"{name} {z['zero']} of {z['n']}" for name, z in zeros.items() if z["zero"]]
+    floor = meta.get("floor", SPECTRUM_FLOOR)
+    text = (f"Clipped at {floor:.0e} × the largest eigenvalue ({meta.get('cutoff', 0):.1e}); "
+            "below it an eigenvalue is numerically zero. ")
+    text += ("Numerically zero (not drawn): " + ", ".join(counted) + "."
+             if counted else "No eigenvalue lies below the floor.")
+    negative = [f"{name} {z['negative']}" for name, z in zeros.items() if z.get("negative")]
+    if negative:
+        text += (" Negative eigenvalues (dotted, as |λ|; only H is indefinite): "
+                 + ", ".join(negative) + ".")
+    return text
 
 
 def alignment_figure(results: dict, kind: str = "eigenbasis", k: int | None = None,
@@ -131,6 +210,7 @@ def alignment_figure(results: dict, kind: str = "eigenbasis", k: int | None = No
     eigenbasis, ``k`` picks a stored k (the study's own k by default)."""
     fig = go.Figure()
     blocks = [b["name"] for b in results["blocks"]]
+    labels = block_labels(results)
     for name in ordered_methods(results["methods"]):
         entry = results["methods"][name]
         if kind == "eigenvalue":
@@ -140,11 +220,52 @@ def alignment_figure(results: dict, kind: str = "eigenbasis", k: int | None = No
         else:
             curves = entry.get("eigenbasis_overlap_by_k", {})
             values = [_at_k(curves.get(b, {}), k) for b in blocks]
-        fig.add_trace(go.Bar(name=name, x=blocks, y=values, marker_color=METHOD_COLORS.get(name)))
+        fig.add_trace(go.Bar(name=name, x=[labels.get(b, b) for b in blocks], y=values,
+                             marker_color=METHOD_COLORS.get(name)))
     label = "eigenvalue overlap" if kind == "eigenvalue" else (
         f"eigenbasis overlap (top-{k or results['spec']['curvature']['eigenbasis_k']})")
-    fig.update_layout(barmode="group", yaxis_title=label, xaxis_title="block")
+    fig.update_layout(barmode="group", yaxis_title=f"{label} (1 = aligned)",
+                      xaxis_title="layer (block)")
+    fig.update_yaxes(range=[0, 1.05])
     return _layout(fig, f"Alignment with the GGN block: {label}", theme)
+
+
+def training_figure(results: dict, theme: str = "light") -> go.Figure:
+    """The base model's training loss per epoch (``training.epoch_losses``), and, when the
+    study stores them (``training.retrained_epoch_losses``: models × epochs), the spread of
+    the retrained models' curves as a band (min to max) around their median."""
+    training = results.get("training") or {}
+    losses = [float(v) for v in training.get("epoch_losses") or []]
+    fig = go.Figure()
+    if not losses:
+        fig.add_annotation(text="this study stored no training losses", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+        return _layout(fig, "Training loss", theme)
+    epochs = list(range(1, len(losses) + 1))
+    retrained = training.get("retrained_epoch_losses")
+    if retrained:
+        band = np.asarray(retrained, dtype=float)
+        if band.ndim == 2 and band.shape[1] == len(losses):
+            fig.add_trace(go.Scatter(x=epochs, y=band.max(axis=0), mode="lines",
+                                     line=dict(width=0), showlegend=False, hoverinfo="skip"))
+            fig.add_trace(go.Scatter(x=epochs, y=band.min(axis=0), mode="lines",
+                                     line=dict(width=0), fill="tonexty",
+                                     fillcolor="rgba(127,127,127,0.25)",
+                                     name=f"retrained models ({band.shape[0]}): min–max"))
+            fig.add_trace(go.Scatter(x=epochs, y=np.median(band, axis=0), mode="lines",
+                                     line=dict(color="#7f7f7f", dash="dot"),
+                                     name="retrained models: median"))
+    fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines+markers", name="base model",
+                             meta="base", line=dict(color="#1f77b4")))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="training loss (cross-entropy)",
+                     type="log" if min(losses) > 0 and max(losses) / min(losses) > 20
+                     else "linear")
+    final = training.get("test_accuracy")
+    title = "Training loss of the base model"
+    if isinstance(final, int | float):
+        title += f" (test accuracy {100 * final:.1f} %)"
+    return _layout(fig, title, theme)
 
 
 def _at_k(curve: dict, k: int) -> float | None:
@@ -154,14 +275,23 @@ def _at_k(curve: dict, k: int) -> float | None:
     return curve[str(usable[-1])] if usable else None
 
 
-def waterfall_bars(labels: list[str], values: list, name: str) -> go.Bar:
+BAD, GOOD = "#c5221f", "#1e8e3e"
+
+
+def waterfall_bars(labels: list[str], values: list, name: str,
+                   positive_is_bad: bool = True) -> go.Bar:
     """A waterfall drawn as floating bars (each step starts where the previous ended), so it
-    needs only the bar trace of plotly.js's cartesian bundle; green rises, red falls."""
+    needs only the bar trace of plotly.js's cartesian bundle. Coloured by meaning, not by
+    sign: a step that adds error or loses LDS (``positive_is_bad``: a positive value) is red,
+    one that removes error or gains LDS green."""
     numbers = [0.0 if v is None else float(v) for v in values]
     bases = np.concatenate([[0.0], np.cumsum(numbers)[:-1]])
+    bad = [(v > 0) == positive_is_bad and v != 0 for v in numbers]
     return go.Bar(x=labels, y=numbers, base=bases, name=name, showlegend=False,
                   meta="waterfall", text=[f"{v:+.3g}" for v in numbers],
-                  marker_color=["#2ca02c" if v >= 0 else "#d62728" for v in numbers])
+                  customdata=["worse" if b else "better" for b in bad],
+                  hovertemplate="%{x}: %{y:+.3g} (%{customdata})<extra></extra>",
+                  marker_color=[BAD if b else GOOD for b in bad])
 
 
 def decomposition_figure(results: dict, alpha: str | None = None,
@@ -178,12 +308,15 @@ def decomposition_figure(results: dict, alpha: str | None = None,
             "relative_to_GGN"] for s in steps]
         fig.add_trace(waterfall_bars([f"{s['from']}→{s['to']}" for s in steps], relative,
                                      "‖ΔM‖ / ‖H‖"), row=1, col=1)
+        fig.update_yaxes(title_text="‖ΔM‖_F / ‖H‖_F, cumulative (lower is better)", row=1,
+                         col=1)
     lost = decomposition.get("lds_lost") or (results.get("groundtruth") or {}).get("lds_lost")
     if lost:
         key = alpha or str((results.get("groundtruth") or {}).get("alphas", [None])[0])
         fig.add_trace(waterfall_bars([f"{s['from']}→{s['to']}" for s in lost],
                                      [(s["lds_lost"].get(key) or {}).get("value") for s in lost],
                                      f"LDS lost (α = {key})"), row=1, col=2)
+        fig.update_yaxes(title_text=f"LDS lost at α = {key}, cumulative", row=1, col=2)
     shares = decomposition.get("ggn_to_kfac") or decomposition.get("kfac_error")
     if shares:
         labels = [("cross-layer", "cross_layer_share"), ("eigenbasis", "eigenbasis_share"),
@@ -277,6 +410,10 @@ def heatmap_figure(results: dict, arrays: dict, name: str, theme: str = "light")
     return _layout(fig, f"log10 |{name}| (tile means; lines: layer boundaries)", theme)
 
 
+#: pixel rows under each digit of the examples mosaic, for its caption (index, label, τ)
+CAPTION_ROWS = 4
+
+
 def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 3,
                   theme: str = "light") -> go.Figure:
     """The same picks as :func:`examples_figure` drawn as ONE heat map (a mosaic): the test
@@ -290,19 +427,25 @@ def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 
         return _layout(fig, "Examples", theme)
     test_image = np.asarray(arrays["images/test"][test_index], dtype=float)
     h, w = test_image.shape
-    # columns: test, gap, helpful 1..top, gap, harmful 1..top
+    # columns: test, gap, helpful 1..top, gap, harmful 1..top; under each digit a caption row
     slots = ["test", None, *[f"helpful {i + 1}" for i in range(top)], None,
              *[f"harmful {i + 1}" for i in range(top)]]
-    cell_h, cell_w = h + 1, w + 1
+    cell_h, cell_w = h + CAPTION_ROWS, w + 1
     z = np.full((len(methods) * cell_h - 1, len(slots) * cell_w - 1), np.nan)
     text = np.full(z.shape, "", dtype=object)
+    labels_train, labels_test = arrays.get("labels/train"), arrays.get("labels/test")
+    notes: list[dict] = []
 
-    def put(row: int, col: int, image: np.ndarray, label: str) -> None:
+    def put(row: int, col: int, image: np.ndarray, label: str, note: str) -> None:
         y0, x0 = row * cell_h, col * cell_w
         z[y0:y0 + h, x0:x0 + w] = image
         text[y0:y0 + h, x0:x0 + w] = label
+        notes.append(dict(x=x0 + (w - 1) / 2, y=y0 + h + 0.9, text=note, showarrow=False,
+                          font=dict(size=9), xref="x", yref="y"))
 
-    put(0, 0, test_image, f"test point {test_index}")
+    test_label = "" if labels_test is None else f", label {int(labels_test[test_index])}"
+    put(0, 0, test_image, f"test point {test_index}{test_label}",
+        f"test #{test_index}{test_label.replace(', label', ' ·')}")
     train = arrays["images/train"]
     for row, name in enumerate(methods):
         scores = scores_of_test_point(arrays, name, test_index)
@@ -310,8 +453,10 @@ def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 
         picks = [*order[:top], *order[::-1][:top]]
         for slot, pick in enumerate(picks):
             col = 2 + slot if slot < top else 3 + slot
+            label = "" if labels_train is None else f", label {int(labels_train[pick])}"
             put(row, col, np.asarray(train[pick], dtype=float),
-                f"{name}, {slots[col]}: train #{pick}, τ = {scores[pick]:.3g}")
+                f"{name}, {slots[col]}: train #{pick}{label}, τ = {scores[pick]:.3g}",
+                f"#{pick}{label.replace(', label', ' ·')} τ={scores[pick]:.2g}")
     scale = "gray_r" if theme != "dark" else "gray"
     fig = go.Figure(go.Heatmap(z=z, customdata=text, colorscale=scale, showscale=False,
                                hoverongaps=False,
@@ -322,7 +467,8 @@ def examples_grid(arrays: dict, methods: list[str], test_index: int, top: int = 
                      showgrid=False, zeroline=False)
     fig.update_yaxes(autorange="reversed", tickvals=centers_y, ticktext=methods,
                      showgrid=False, zeroline=False, scaleanchor="x")
-    fig.update_layout(height=75 * len(methods) + 140, plot_bgcolor="rgba(0,0,0,0)")
+    fig.update_layout(height=95 * len(methods) + 140, plot_bgcolor="rgba(0,0,0,0)",
+                      annotations=notes)
     fig = _layout(fig, f"Most helpful and harmful training digits for test point {test_index}",
                   theme)
     fig.update_layout(margin=dict(l=110, r=20, t=110, b=20))

@@ -9,6 +9,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 from frontend import logic
 from frontend.api_client import ApiError, get_client
 from frontend.components import alert, api_error, card, chip, kv_table, progress_bar
+from frontend.data import FETCH_POOL
 from frontend.runtime import threaded
 
 dash.register_page(__name__, path="/jobs", title="Jobs · curvscope", name="Jobs")
@@ -53,44 +54,34 @@ def _queue(queue: dict) -> html.Div:
     ])])
 
 
-def _workers(workers: list[dict], active: list[dict]) -> object:
+def _workers(workers: list[dict], details: list[dict]) -> object:
     if not workers:
         return html.P("No worker has registered yet. Start one with `curvscope worker`.",
                       className="muted")
-    running_on: dict[str, list[dict]] = {}
-    for study in active:
-        if study.get("state") == "running" and study.get("worker"):
-            running_on.setdefault(study["worker"], []).append(study)
+    doing_of = logic.worker_tasks(details)
     rows = []
     for w in workers:
-        online, studies = w.get("online"), running_on.get(w["hostname"], [])
-        if w.get("state") == "lost" and not online:
-            status = html.Span("lost", className="chip chip-failed",
-                               title="silent for longer than CURVSCOPE_LOST_AFTER_S: its work "
-                               "was put back on the queue")
-        elif online:
-            status = chip("online")
-        elif studies:  # a solo worker busy with a task does not answer pings
-            status = html.Span("busy", className="chip chip-running",
-                               title="running a task, so it did not answer the ping")
-        else:
-            status = chip("offline" if online is False else "unknown")
         tasks = [f"{(t.get('name') or '').removeprefix('curvscope.')}"
                  f"{tuple(t.get('args') or [])}" for t in (w.get("active") or [])]
-        doing = tasks or [f"study #{s['id']} ({s.get('stage') or '…'})" for s in studies]
+        doing = doing_of.get(w["hostname"], []) or tasks
+        label, css, why = logic.worker_status(w, doing)
+        status = html.Span(label, className=f"chip chip-{css}", title=why,
+                           **{"data-state": label})
         rows.append(html.Tr([html.Td(w["hostname"]), html.Td(status), html.Td(w.get("device")),
-                             html.Td(w.get("state")), html.Td(w.get("tasks_done"),
-                                                              className="num"),
-                             html.Td(", ".join(doing) or ("idle" if online else "–"),
-                                     className="small"),
-                             html.Td(logic.fmt_time(w.get("last_seen")), className="small")]))
-    return html.Table(className="table", children=[
-        html.Thead(html.Tr([html.Th(h) for h in ("worker", "status", "device", "state",
-                                                 "tasks done", "active", "last seen")])),
-        html.Tbody(rows)])
+                             html.Td(w.get("tasks_done"), className="num"),
+                             html.Td(html.Ul([html.Li(d) for d in doing], className="plain")
+                                     if doing else ("idle" if label == "idle" else "–"),
+                                     className="small worker-doing"),
+                             html.Td(logic.fmt_time(w.get("last_seen")), className="small")],
+                            **{"data-worker": w["hostname"]}))
+    return html.Div(className="table-wrap", children=html.Table(className="table", children=[
+        html.Thead(html.Tr([html.Th(h) for h in ("worker", "status", "device", "tasks done",
+                                                 "doing", "last heartbeat")])),
+        html.Tbody(rows)]))
 
 
-def _active(studies: list[dict]) -> object:
+def _active(studies: list[dict], details: list[dict]) -> object:
+    by_id = {d["id"]: d for d in details}
     if not studies:
         return html.P("Nothing is running or waiting.", className="muted")
     rows = [html.Tr([
@@ -99,7 +90,8 @@ def _active(studies: list[dict]) -> object:
         html.Td(s.get("stage") or "–"),
         html.Td(progress_bar(s.get("progress"))),
         html.Td(logic.fmt_percent(s.get("stage_progress")), className="num"),
-        html.Td(s.get("worker") or "–", className="small"),
+        html.Td(", ".join(logic.study_workers(by_id.get(s["id"], s))[0]) or "–",
+                className="small"),
         html.Td(html.Button("Cancel", id={"type": "jobs-cancel", "id": s["id"]},
                             className="button ghost small",
                             disabled=bool(s.get("cancel_requested")))),
@@ -140,12 +132,17 @@ def refresh(_tick, _action):
     except ApiError as exc:
         return (no_update, no_update, no_update, no_update, SLOW_MS,
                 api_error(exc, "Could not read the queue"))
+    running = [s for s in active["data"] if s.get("state") == "running"][:10]
     try:
-        workers = _workers(client.workers(), active["data"])
+        details = list(FETCH_POOL.map(lambda s: client.study(s["id"]), running))
+    except ApiError:
+        details = running  # the list rows still name the finalizing worker
+    try:
+        workers = _workers(client.workers(), details)
     except ApiError as exc:
         workers = api_error(exc, "Could not list the workers")
     interval = FAST_MS if active["data"] else SLOW_MS
-    return (_queue(queue), workers, _active(active["data"]), _finished(finished["data"]),
+    return (_queue(queue), workers, _active(active["data"], details), _finished(finished["data"]),
             interval, None)
 
 

@@ -59,6 +59,7 @@ def layout(state=None, q=None, preset=None, sort=None, page=None, **_):
             ]),
         ]),
         dcc.Store(id="studies-page", data=params["page"]),
+        dcc.Store(id="studies-selected", data=[], storage_type="session"),
         dcc.Store(id="studies-url"),
         dcc.Interval(id="studies-poll", interval=POLL_MS, disabled=True),
     ])
@@ -89,9 +90,14 @@ def _row(row: dict, methods: list[str]) -> html.Tr:
         status.append(html.Div(row["error"][:140], className="small muted",
                                title=row["error"]))
     return html.Tr([
+        # persistence keeps a tick through the re-render of every poll (the row's layout
+        # always says value=[]; Dash re-applies what the user chose)
         html.Td(dcc.Checklist(id={"type": "studies-pick", "id": row["id"]},
-                              options=[{"label": "", "value": row["id"]}], value=[],
-                              className="pick")),
+                              options=[{"label": html.Span(f"select study #{row['id']}",
+                                                           className="sr-only"),
+                                        "value": row["id"]}],
+                              value=[], className="pick", persistence=True,
+                              persistence_type="session")),
         html.Td(dcc.Link(f"#{row['id']}", href=f"/studies/{row['id']}")),
         html.Td(dcc.Link(row["name"], href=f"/studies/{row['id']}", className="study-link")),
         html.Td(status, className="status"),
@@ -145,10 +151,16 @@ def load_list(page, _tick, state, q, preset, sort):
             not logic.any_active(studies), None)
 
 
-@callback(Output("studies-compare", "href"), Input({"type": "studies-pick", "id": ALL}, "value"))
-def compare_link(picked):
-    ids = [i for values in picked or [] for i in (values or [])]
-    return "/compare" + logic.query_string({"ids": ids})
+@callback(Output("studies-selected", "data"), Output("studies-compare", "href"),
+          Output("studies-compare", "children"),
+          Input({"type": "studies-pick", "id": ALL}, "value"),
+          State({"type": "studies-pick", "id": ALL}, "id"), State("studies-selected", "data"))
+def remember_picks(picked, ids, selected):
+    """The ticked studies, across pages and polls: the rows shown now replace their own
+    entries, the others are kept."""
+    chosen = logic.merge_selection(selected, [i["id"] for i in ids or []], picked or [])
+    label = f"Compare selected ({len(chosen)})" if chosen else "Compare selected"
+    return chosen, "/compare" + logic.query_string({"ids": chosen}), label
 
 
 clientside_callback(

@@ -26,11 +26,23 @@ from frontend.components import (
 from frontend.data import (
     CACHE,
     FETCH_POOL,
+    cached_call,
     cached_figure,
     load_arrays,
     load_results,
     load_rows,
     study_key,
+)
+from frontend.figures.study import block_labels, spectra_caption, training_figure
+from frontend.figures.verdict import (
+    decomposition_sentence,
+    hierarchy_figure,
+    known_pitfalls,
+    link_table,
+    mismatch_rows,
+    study_warnings,
+    unpaired_overlap_but_paired_differs,
+    verdict_headline,
 )
 from frontend.figures import (
     alignment_figure,
@@ -52,6 +64,48 @@ WHOLE = "__whole__"
 SPECTRUM_POINTS = 400  # per curve, log-spaced ranks: enough for the shape on log-log axes
 HEATMAP_DIGITS = 3  # decimals of log10|M| shown; sent as float32 (half the bytes of float64)
 
+#: how to read each figure (a caption under every one)
+CAPTIONS = {
+    "fig-verdict": "Each bar is LDS(higher) − LDS(lower) for two neighbours of the chain "
+    "H ≥ GGN ≥ block-GGN ≥ EK-FAC ≥ K-FAC ≥ identity, one bar per α, with the 95 % interval "
+    "of the paired bootstrap (both methods scored on the same resampled test points). Green: "
+    "the interval lies above 0, the link holds; grey: it contains 0, level; red: below 0, "
+    "the link breaks.",
+    "fig-lds": "LDS (linear datamodeling score) = Spearman correlation, over random training "
+    "subsets, between the loss change a method predicts and the one measured by retraining; "
+    "the mean over test points. Higher is better; 1 is a perfect ranking. Whiskers: each "
+    "method's own (unpaired) 95 % bootstrap interval; dashed: the seed-noise ceiling (the "
+    "LDS of one retraining seed against another), the best any method can reach.",
+    "fig-gt": "Each point is one random training subset: the loss change the method predicts "
+    "(sum of its influence scores over the subset, x) against the test loss measured after "
+    "retraining on it (y). A rising, tight cloud is good; its Spearman ρ is this test "
+    "point's LDS.",
+    "fig-spectra": "Eigenvalues of each method's curvature matrix, largest first, on log-log "
+    "axes. Curves that coincide mean the approximation keeps the spectrum; a curve that "
+    "drops early misses curvature.",
+    "fig-align": "How well each method's curvature lines up with the GGN's, per layer: "
+    "eigenbasis overlap = share of the GGN's top-k eigen-directions the method spans; "
+    "eigenvalue overlap = agreement of the eigenvalues. 1 is perfect; higher is better.",
+    "fig-decomp": "Left: how far each step of the chain moves the matrix (‖ΔM‖_F / ‖H‖_F, "
+    "stacked; red adds error). Middle: LDS lost at each step at the chosen α (red: lost, "
+    "green: gained). Right: K-FAC's squared distance to the GGN split into cross-layer, "
+    "eigenbasis and eigenvalue shares.",
+    "fig-examples": "The test digit, and for each method the three training digits whose "
+    "up-weighting most lowers (helpful, most negative τ) or raises (harmful, most positive "
+    "τ) its test loss; under each: the training index and its score τ.",
+    "fig-loss": "Training loss of the base model per epoch (the model every method explains). "
+    "A curve still falling steeply means the model is not converged, which the influence "
+    "approximations assume.",
+    "heat": "log10 of the absolute entries (tile means) of H, the GGN and their difference; "
+    "white lines: layer boundaries. Bright off-diagonal tiles are cross-layer curvature, "
+    "which block-diagonal methods drop.",
+}
+
+
+def caption(key: str, id_: str | None = None, extra=None) -> html.P:
+    return html.P([CAPTIONS[key], *([" ", extra] if extra else [])], className="figure-note",
+                  **({"id": id_} if id_ else {}))
+
 
 def _control(label: str, component, id_: str | None = None) -> html.Div:
     return html.Div(className="control", children=[html.Label(label, htmlFor=id_), component])
@@ -71,7 +125,7 @@ async def layout(study_id=None, method=None, methods=None, block=None, test=None
         return alert(f"{study_id!r} is not a study id; the studies are listed on the "
                      "Studies page.", "error", "No such study.")
     initial = {"method": method, "methods": logic.parse_list(methods) or None,
-               "block": block, "test": logic.parse_int(test, None, lo=0), "alpha": alpha,
+               "block": block, "test": test, "alpha": alpha,
                "k": logic.parse_int(k), "overlap": overlap}
     overlap = logic.pick(overlap, ["eigenbasis", "eigenvalue"], "eigenbasis")
     view = await first_view(sid, initial, overlap, _theme(app_state))
@@ -89,6 +143,9 @@ def page(sid: int, initial: dict, overlap: str, view: dict) -> html.Div:
         html.H1(view["title"], id="study-title"),
         html.Span(view["chip"], id="study-chip"),
         html.Div(className="grow"),
+        dcc.Link("Edit and resubmit", href=f"/new?from={sid}", id="study-resubmit",
+                 className="button ghost button-link",
+                 title="Open the New study form with this study's spec filled in"),
         html.Button("Cancel", id="study-cancel", className="button ghost",
                     hidden=view["cancel_hidden"]),
         html.Button("Retry", id="study-retry", className="button ghost",
@@ -111,7 +168,8 @@ def page(sid: int, initial: dict, overlap: str, view: dict) -> html.Div:
         _control("α (subset fraction)", dcc.Dropdown(
             id="study-alpha", clearable=False, style={"minWidth": "110px"},
             options=view["alpha_options"], value=view["alpha"]), "study-alpha"),
-        html.Div(view.get("test_note"), id="study-test-note", className="small muted"),
+        html.Div(view.get("test_note"), id="study-test-note", className="small muted",
+                 role="status"),
     ])
     spectra_controls = html.Div(className="row", children=[
         _control("Methods", dcc.Checklist(id="spectra-methods", inline=True,
@@ -136,28 +194,29 @@ def page(sid: int, initial: dict, overlap: str, view: dict) -> html.Div:
         examples.style = view["examples_style"]
     body = html.Div(id="study-body", hidden=view["body_hidden"], children=[
         card("Selection", toolbar),
+        card("Verdict: does the hierarchy hold?", [
+            html.Div(view.get("verdict"), id="study-verdict"),
+            figure_graph("fig-verdict", 380), caption("fig-verdict")], id="verdict-card"),
         html.Div(className="grid-2", children=[
             card("Attribution quality (LDS)", [
-                figure_graph("fig-lds", 430),
-                html.P("Bars: mean Spearman correlation over test points between predicted "
-                       "and retrained loss changes; whiskers: 95 % bootstrap interval; dashed: "
-                       "seed-noise ceiling.", className="figure-note")]),
-            card("Ground truth", [
-                figure_graph("fig-gt", 430),
-                html.P("Each point is one random training subset: the loss change the method "
-                       "predicts against the one measured by retraining.",
-                       className="figure-note")]),
+                figure_graph("fig-lds", 430), caption("fig-lds"),
+                html.P(view.get("lds_note"), id="lds-note", className="figure-note warn")]),
+            card("Ground truth", [figure_graph("fig-gt", 430), caption("fig-gt")]),
         ]),
-        card("Spectra", [spectra_controls, figure_graph("fig-spectra", 440)]),
-        card("Alignment with the GGN block", [align_controls, figure_graph("fig-align", 400)]),
+        card("Spectra", [spectra_controls, figure_graph("fig-spectra", 440),
+                         caption("fig-spectra"),
+                         html.P(view.get("spectra_note"), id="spectra-note",
+                                className="figure-note")]),
+        card("Alignment with the GGN block", [align_controls, figure_graph("fig-align", 400),
+                                               caption("fig-align")]),
         card("Error decomposition", [
-            figure_graph("fig-decomp", 440),
-            html.P("Left: Frobenius norm of each step's change, relative to ‖H‖; middle: LDS "
-                   "lost at each step at the chosen α; right: K-FAC's error split into "
-                   "cross-layer, eigenbasis and eigenvalue shares.", className="figure-note")]),
-        card("Examples", [examples], id="examples-card"),
-        card("Curvature matrices", html.Div(className="grid-3", children=[
-            figure_graph(f"fig-heat-{name}", 400) for name, _ in HEATMAPS])),
+            html.P(view.get("decomp_sentence"), id="decomp-sentence", className="sentence"),
+            figure_graph("fig-decomp", 440), caption("fig-decomp")]),
+        card("Examples", [examples, caption("fig-examples")], id="examples-card"),
+        card("Training", [figure_graph("fig-loss", 300), caption("fig-loss")],
+             id="training-card"),
+        card("Curvature matrices", [html.Div(className="grid-3", children=[
+            figure_graph(f"fig-heat-{name}", 400) for name, _ in HEATMAPS]), caption("heat")]),
     ])
     return html.Div([
         dcc.Store(id="study-id", data=sid),
@@ -170,27 +229,146 @@ def page(sid: int, initial: dict, overlap: str, view: dict) -> html.Div:
         head,
         html.Div(view["status"], id="study-status"),
         html.Div(view["error"], id="study-error"),
+        html.Div(view.get("warnings"), id="study-warnings"),
         body,
         html.Div(view["provenance"], id="study-provenance"),
     ])
 
 
+def warning_banners(results: dict) -> list:
+    """The study's warnings as banners, and its known pitfalls as one distinct banner."""
+    out = []
+    for w in study_warnings(results):
+        kind = "warn" if w.get("severity") == "warning" else "info"
+        where = f" ({w['method']})" if w.get("method") else ""
+        out.append(html.Div([html.Strong(f"{w.get('code', 'warning').replace('_', ' ')}"
+                                         f"{where}: "), html.Span(w.get("message"))],
+                            className=f"alert alert-{kind} study-warning", role="alert",
+                            **{"data-code": w.get("code")}))
+    pitfalls = known_pitfalls(results)
+    if pitfalls:
+        out.append(html.Div([
+            html.Strong("This study replays the official code's choices, which carry known "
+                        "pitfalls:"),
+            html.Ul([html.Li(p) for p in pitfalls])],
+            className="alert alert-pitfall", role="note", id="study-pitfalls"))
+    return out
+
+
+def verdict_block(results: dict) -> list:
+    """The hierarchy in words: one headline, a table of links × α (holds / level / breaks,
+    with the paired difference and its interval), and the per-α sentences."""
+    rows = link_table(results)
+    alphas = [str(a) for a in (results.get("groundtruth") or {}).get("alphas", [])]
+    headline = html.P(verdict_headline(results), className="verdict-headline",
+                      id="verdict-headline")
+    if not rows:
+        return [headline]
+
+    def cell(link):
+        if not link:
+            return html.Td("–")
+        return html.Td([html.Span(link["word"], className=f"verdict verdict-{link['word']}"),
+                        html.Span(f" {link['value']:+.3f} [{link['ci_low']:+.3f}, "
+                                  f"{link['ci_high']:+.3f}]", className="small")],
+                       **{"data-verdict": link["verdict"], "data-alpha": link.get("alpha")})
+
+    table = html.Div(className="table-wrap", children=html.Table(
+        className="table verdict-table", id="verdict-table", children=[
+            html.Thead(html.Tr([html.Th("link (higher ≥ lower)")] + [
+                html.Th(f"α = {a}") for a in alphas] + [html.Th("overall")])),
+            html.Tbody([html.Tr([html.Td(f"{r['higher']} ≥ {r['lower']}")]
+                                + [cell({**r['by_alpha'][a], "alpha": a}
+                                        if a in r["by_alpha"] else None) for a in alphas]
+                                + [html.Td(html.Span(r["overall"],
+                                                     className=f"verdict verdict-{r['overall']}"))],
+                                **{"data-link": f"{r['higher']}|{r['lower']}"})
+                        for r in rows])]))
+    from frontend.figures.verdict import hierarchy_summary
+
+    sentences = html.Ul([html.Li(e["sentence"]) for e in hierarchy_summary(results)],
+                        className="small verdict-sentences")
+    extra = []
+    mismatch = mismatch_rows(results)
+    if mismatch:
+        extra = [html.H3("Eigenvalue mismatch's share of the K-FAC error"),
+                 html.Div(className="table-wrap", children=html.Table(
+                     className="table", id="mismatch-table", children=[
+                         html.Thead(html.Tr([html.Th("definition"), html.Th("share"),
+                                             html.Th("formula")])),
+                         html.Tbody([html.Tr([html.Td(n), html.Td(v, className="num"),
+                                              html.Td(html.Code(f))])
+                                     for n, v, f in mismatch])]))]
+    return [headline, table, sentences,
+            html.P(decomposition_sentence(results), className="sentence",
+                   id="verdict-decomposition"), *extra]
+
+
+def lds_note(results: dict) -> str | None:
+    """Next to the LDS chart: where overlapping whiskers hide a difference the paired test
+    finds."""
+    differ = unpaired_overlap_but_paired_differs(results)
+    if not differ:
+        return None
+    return ("Overlapping whiskers do not mean two methods are level: the paired test (the "
+            "verdict above) finds " + "; ".join(differ) + ".")
+
+
 # -- the study, its state and the selectors' choices ------------------------------------------
-def _status_block(detail: dict) -> list:
+def _status_block(detail: dict, position: int | None = None) -> list:
     state = detail["state"]
     out = []
+    workers, devices = logic.study_workers(detail)
+    where = [html.Span(f"worker {', '.join(workers)}", id="study-where-worker")] if workers \
+        else []
+    if devices:
+        where.append(html.Span(f" · device {', '.join(devices)}", id="study-where-device"))
     if state in ("queued", "running"):
         stage = detail.get("stage") or ("waiting for a worker" if state == "queued" else "")
+        eta = logic.eta_seconds(detail)
+        lines = [f"Stage {stage}: {100 * (detail.get('stage_progress') or 0):.0f} %"]
+        if eta is not None:
+            lines.append(f"about {logic.fmt_seconds(eta)} left at its pace so far")
+        if state == "queued":
+            lines.append(f"place {position} in the queue" if position else
+                         "waiting in the queue")
+        if detail.get("cancel_requested"):
+            lines.append("cancel requested")
+        chunks = logic.chunk_rows(detail)
+        chunk_table = None
+        if chunks:
+            done = sum(c["state"] == "done" for c in chunks)
+            chunk_table = html.Details([
+                html.Summary(f"Retraining chunks: {done} of {len(chunks)} done"),
+                html.Div(className="table-wrap", children=html.Table(
+                    className="table", id="study-chunks", children=[
+                        html.Thead(html.Tr([html.Th(h) for h in (
+                            "chunk", "α", "subsets", "state", "progress", "worker",
+                            "device")])),
+                        html.Tbody([html.Tr([
+                            html.Td(c["index"]), html.Td(f"{c['alpha']:g}"),
+                            html.Td(c["subsets"]), html.Td(chip(c["state"])),
+                            html.Td(progress_bar(c["progress"])), html.Td(c["worker"]),
+                            html.Td(c["device"])]) for c in chunks])]))],
+                open=state == "running")
         out.append(card("Progress", [
             progress_bar(detail.get("progress"), f"{100 * (detail.get('progress') or 0):.0f} %"
                          f" · {stage}"),
-            html.P(f"Stage {stage}: {100 * (detail.get('stage_progress') or 0):.0f} %"
-                   + (" · cancel requested" if detail.get("cancel_requested") else ""),
-                   className="small muted"),
+            html.P(" · ".join(lines), className="small muted", id="study-progress-line"),
+            html.P(where or "No worker has taken it yet.", className="small",
+                   id="study-where"),
+            chunk_table,
         ]))
     elif state == "failed":
+        helps, why = logic.retry_helps(detail)
+        lines = logic.error_lines(detail)
         out.append(alert(detail.get("error") or "no reason was recorded", "error",
                          f"The study failed ({detail.get('error_type') or 'error'}):"))
+        if lines:
+            out.append(html.Details([html.Summary("Last lines of the worker's report"),
+                                     html.Pre("\n".join(lines), id="study-log")], open=True))
+        out.append(html.P([why, " ", dcc.Link("Edit and resubmit", href=logic.resubmit_href(
+            detail))] if not helps else why, className="small", id="study-retry-why"))
     elif state == "cancelled":
         out.append(alert("It was cancelled before it finished; Retry runs it again, reusing "
                          "every finished stage.", "warn", "Cancelled."))
@@ -251,6 +429,10 @@ VIEW_OUTPUTS = [
     ("block", Output("spectra-block", "value")),
     ("k_options", Output("align-k", "options")), ("k", Output("align-k", "value")),
     ("provenance", Output("study-provenance", "children")),
+    ("warnings", Output("study-warnings", "children")),
+    ("verdict", Output("study-verdict", "children")),
+    ("lds_note", Output("lds-note", "children")),
+    ("decomp_sentence", Output("decomp-sentence", "children")),
 ]
 VIEW_KEYS = [key for key, _ in VIEW_OUTPUTS]
 SELECTOR_KEYS = ["method_options", "method", "alpha_options", "alpha", "test_max", "test",
@@ -265,7 +447,8 @@ def blank_view(sid: int) -> dict:
             "retry_hidden": True, "delete_hidden": True, "method_options": [], "method": None,
             "alpha_options": [], "alpha": None, "test_max": None, "test": None,
             "spectra_options": [], "spectra_methods": [], "block_options": [], "block": None,
-            "k_options": [], "k": None, "provenance": None}
+            "k_options": [], "k": None, "provenance": None, "warnings": None,
+            "verdict": None, "lds_note": None, "decomp_sentence": None}
 
 
 def study_view(client, sid: int, initial: dict | None, current: dict | None = None,
@@ -293,16 +476,31 @@ def study_view(client, sid: int, initial: dict | None, current: dict | None = No
         except ApiError as exc:
             error = api_error(exc, "Could not load the results")
     meta = logic.study_meta(detail, results)
+    position = None
+    if state == "queued":  # only while it waits: where it stands in the queue
+        try:
+            queued = client.studies(state=["queued"], sort="created_at", limit=500)["data"]
+            position = logic.queue_position(sid, queued)
+        except ApiError:
+            position = None
     view = {"title": f"#{sid} {detail.get('name') or ''}".strip(), "chip": chip(state),
-            "status": _status_block(detail), "error": error, "cancel_hidden": not active,
-            "retry_hidden": state not in ("failed", "cancelled"), "delete_hidden": active}
+            "status": _status_block(detail, position), "error": error,
+            "cancel_hidden": not active,
+            "retry_hidden": not logic.retry_helps(detail)[0], "delete_hidden": active}
     if old_meta and old_meta.get("ready") and meta.get("ready") and \
             old_meta.get("spec_hash") == meta.get("spec_hash"):
         # nothing new for the figures: leave the selectors as they are
         view.update(body_hidden=False, poll_disabled=True, meta=no_update,
-                    provenance=no_update, **dict.fromkeys(SELECTOR_KEYS, no_update))
+                    provenance=no_update, warnings=no_update, verdict=no_update,
+                    lds_note=no_update, decomp_sentence=no_update,
+                    **dict.fromkeys(SELECTOR_KEYS, no_update))
         return view
     view["provenance"] = _provenance(detail, results, client)
+    if results is not None:
+        view.update(warnings=warning_banners(results), verdict=verdict_block(results),
+                    lds_note=lds_note(results), decomp_sentence=decomposition_sentence(results))
+    else:
+        view.update(warnings=None, verdict=None, lds_note=None, decomp_sentence=None)
     if not meta.get("ready"):
         view.update(body_hidden=True, poll_disabled=not active, meta=meta,
                     **{key: value for key, value in blank_view(sid).items()
@@ -317,12 +515,16 @@ def study_view(client, sid: int, initial: dict | None, current: dict | None = No
                        "0.5" if "0.5" in alphas else (alphas[0] if alphas else None))
     n_test = meta.get("n_test") or 1
     test = current.get("test")
-    test = logic.parse_int(test if test is not None else initial.get("test"), 0, lo=0,
-                           hi=n_test - 1)
+    test = test if test is not None else initial.get("test")
+    if test is not None and logic.test_point(test, n_test)[0] is None:
+        test = logic.parse_int(test)  # out of range or junk: shown as asked, and said so
+    else:
+        test = logic.parse_int(test, 0)
     chosen = [m for m in (current.get("methods") or initial.get("methods") or methods_all)
               if m in methods_all]
+    labels = meta.get("block_labels") or {}
     blocks = [{"label": "whole matrix", "value": WHOLE}] + [
-        {"label": f"block {b}", "value": b} for b in meta["blocks"]]
+        {"label": f"block {labels.get(b, b)}", "value": b} for b in meta["blocks"]]
     block = logic.pick(current.get("block") or initial.get("block"),
                        [WHOLE, *meta["blocks"]], WHOLE)
     ks = meta["ks"]
@@ -370,14 +572,17 @@ def first_view(sid: int, initial: dict, overlap: str, theme: str) -> dict:
     # one after another: _prefetch is already fetching their arrays in parallel, and building
     # figures is Python work that threads would only take turns at (the GIL)
     figures = {
+        "fig-verdict": verdict_view(meta, theme),
         "fig-lds": lds_view(meta, theme),
         "fig-gt": groundtruth_view(meta, view["method"], view["test"], view["alpha"], theme),
         "fig-spectra": spectra_view(meta, view["spectra_methods"], view["block"], theme),
         "fig-align": alignment_view(meta, overlap, view["k"], theme),
         "fig-decomp": decomposition_view(meta, view["alpha"], theme),
         "fig-examples": examples_view(meta, view["test"], theme),
+        "fig-loss": training_view(meta, theme),
         "heatmaps": heatmaps_view(meta, theme),
     }
+    view["spectra_note"] = spectra_note(figures["fig-spectra"])
     figures["fig-gt"], view["test_note"] = figures["fig-gt"]
     figures["fig-examples"], view["examples_style"] = figures["fig-examples"]
     for (name, _), figure in zip(HEATMAPS, figures.pop("heatmaps"), strict=True):
@@ -388,16 +593,26 @@ def first_view(sid: int, initial: dict, overlap: str, theme: str) -> dict:
 
 def _provenance(detail: dict, results: dict | None, client) -> html.Div:
     sid = detail["id"]
+    queued, since = logic.queued_for(detail)
+    workers, devices = logic.study_workers(detail)
+    spec = (results.get("spec") if results else None) or detail.get("spec") or {}
+    names = None
+    if (spec.get("data") or {}).get("name") == "file":  # only then: which upload it was
+        try:
+            names = logic.dataset_names(cached_call(f"{client.base}/datasets",
+                                                    client.datasets))
+        except ApiError:
+            names = None
     rows = [("state", detail["state"]), ("spec hash", html.Code(detail.get("spec_hash"))),
             ("preset", detail.get("preset") or "–"),
+            ("data set", logic.dataset_label(spec, names)),
             ("created", logic.fmt_time(detail.get("created_at"))),
             ("started", logic.fmt_time(detail.get("started_at"))),
             ("finished", logic.fmt_time(detail.get("finished_at"))),
-            ("queued for", logic.fmt_seconds((detail.get("timings") or {}).get(
-                "queued_seconds"))),
+            ("queued for", html.Span(logic.fmt_seconds(queued), title=since)),
             ("ran for", logic.fmt_seconds((detail.get("timings") or {}).get(
                 "running_seconds"))),
-            ("worker", detail.get("worker") or "–"), ("device", detail.get("device") or "–"),
+            ("worker", ", ".join(workers) or "–"), ("device", ", ".join(devices) or "–"),
             ("attempts", detail.get("attempts"))]
     columns = [html.Div([html.H3("Run"), kv_table(rows)])]
     if results is not None:
@@ -407,8 +622,9 @@ def _provenance(detail: dict, results: dict | None, client) -> html.Div:
             kv_table([("parameters", logic.fmt_number(results.get("n_params"))),
                       ("train / test points", f"{logic.fmt_number(results.get('n_train'))} / "
                                               f"{logic.fmt_number(results.get('n_test'))}"),
-                      ("blocks", ", ".join(f"{b['name']} ({b['size']})"
-                                           for b in results.get("blocks", []))),
+                      ("blocks", ", ".join(
+                          f"{block_labels(results).get(b['name'], b['name'])} "
+                          f"({b['size']} parameters)" for b in results.get("blocks", []))),
                       ("train loss", logic.fmt_number(training.get("train_loss"))),
                       ("test accuracy", logic.fmt_percent(training.get("test_accuracy")))]),
             html.H3("Versions"),
@@ -479,9 +695,15 @@ def spectra_view(meta: dict, methods, block, theme: str):
         arrays = load_arrays(client, study, names)
         if not arrays:
             return empty_figure("no eigenvalues were stored for these methods", theme)
-        return spectra_figure(arrays, methods, block, theme, max_points=SPECTRUM_POINTS)
+        label = (meta.get("block_labels") or {}).get(block) if block else None
+        return spectra_figure(arrays, methods, block, theme, max_points=SPECTRUM_POINTS,
+                              block_label=label)
 
     return _figure(meta, ("spectra", tuple(methods), block, theme), build, theme)
+
+
+def spectra_note(figure) -> str:
+    return spectra_caption(((figure or {}).get("layout") or {}).get("meta") or {})
 
 
 def alignment_view(meta: dict, kind, k, theme: str):
@@ -498,13 +720,16 @@ def decomposition_view(meta: dict, alpha, theme: str):
 
 
 def groundtruth_view(meta: dict, method, test, alpha, theme: str) -> tuple:
-    """The ground-truth scatter and the note under the test point's box."""
+    """The ground-truth scatter and the note under the test point's box (it says when the
+    asked-for test point does not exist, instead of showing another one)."""
     if not meta.get("has_groundtruth") or not alpha:
         return empty_figure("this study has no ground truth (groundtruth.enabled = false)",
                             theme), ""
     n_test = meta.get("n_test") or 1
-    index = logic.parse_int(test, 0, lo=0, hi=n_test - 1)
-    note = f"test points 0 … {n_test - 1}"
+    index, why = logic.test_point(test, n_test)
+    note = why or f"test points 0 … {n_test - 1}"
+    if index is None:
+        return empty_figure(why, theme), note
     if method not in meta["methods"]:
         return empty_figure("pick a method", theme), note
 
@@ -520,19 +745,33 @@ def groundtruth_view(meta: dict, method, test, alpha, theme: str) -> tuple:
 def examples_view(meta: dict, test, theme: str) -> tuple:
     """The examples mosaic and the style (height) of its graph."""
     n_test = meta.get("n_test") or 1
-    index = logic.parse_int(test, 0, lo=0, hi=n_test - 1)
+    index, why = logic.test_point(test, n_test)
+    if index is None:
+        return empty_figure(why, theme), {"height": "200px"}
     methods = meta["methods"]
 
     def build(client, study):
         arrays = load_rows(client, study, [f"scores/{m}" for m in methods], index)
         if meta.get("has_images"):
             arrays |= load_arrays(client, study, ["images/test", "images/train"])
+            for name in ("labels/test", "labels/train"):  # when the study stores them
+                arrays |= load_arrays(client, study, [name])
         return examples_grid(arrays, [m for m in methods if f"scores/{m}" in arrays], index,
                              theme=theme)
 
     fig = _figure(meta, ("examples", index, theme), build, theme)
     height = fig.get("layout", {}).get("height") or 300
     return fig, {"height": f"{height}px"}
+
+
+def verdict_view(meta: dict, theme: str):
+    return _figure(meta, ("verdict", theme), lambda client, study: hierarchy_figure(
+        load_results(client, study), theme), theme)
+
+
+def training_view(meta: dict, theme: str):
+    return _figure(meta, ("training", theme), lambda client, study: training_figure(
+        load_results(client, study), theme), theme)
 
 
 def heatmaps_view(meta: dict, theme: str) -> list:
@@ -555,19 +794,27 @@ def heatmaps_view(meta: dict, theme: str) -> list:
             for name, label in HEATMAPS]
 
 
-@callback(Output("fig-lds", "figure"), Input("study-meta", "data"), Input("app-state", "data"),
-          prevent_initial_call=True)
+@callback(Output("fig-lds", "figure"), Output("fig-verdict", "figure"),
+          Output("fig-loss", "figure"), Input("study-meta", "data"),
+          Input("app-state", "data"), prevent_initial_call=True)
 @threaded
 def fig_lds(meta, app_state):
-    return lds_view(meta, _theme(app_state)) if _ready(meta) else no_update
+    if not _ready(meta):
+        return no_update, no_update, no_update
+    theme = _theme(app_state)
+    return lds_view(meta, theme), verdict_view(meta, theme), training_view(meta, theme)
 
 
-@callback(Output("fig-spectra", "figure"), Input("study-meta", "data"),
+@callback(Output("fig-spectra", "figure"), Output("spectra-note", "children"),
+          Input("study-meta", "data"),
           Input("spectra-methods", "value"), Input("spectra-block", "value"),
           Input("app-state", "data"), prevent_initial_call=True)
 @threaded
 def fig_spectra(meta, methods, block, app_state):
-    return spectra_view(meta, methods, block, _theme(app_state)) if _ready(meta) else no_update
+    if not _ready(meta):
+        return no_update, no_update
+    figure = spectra_view(meta, methods, block, _theme(app_state))
+    return figure, spectra_note(figure)
 
 
 @callback(Output("fig-align", "figure"), Input("study-meta", "data"),

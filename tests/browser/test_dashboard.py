@@ -240,3 +240,53 @@ def test_jobs_page_cancels_and_retries_then_the_study_page_deletes(tab, service)
     tab.page.wait_for_url(re.compile(r"/$"))
     assert service.http.get(f"/api/v1/studies/{sid}").status_code == 404
     tab.assert_clean()
+
+
+LONG = {**SMALL, "training": {"epochs": 200, "seed": 11},
+        "groundtruth": {"n_subsets": 400, "n_seeds": 3, "n_bootstrap": 50}}
+
+
+def _wait_running(service, sid, timeout=120):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        study = service.http.get(f"/api/v1/studies/{sid}").json()
+        if study["state"] == "running" and any(c["state"] == "running"
+                                               for c in study.get("chunks", [])):
+            return study
+        time.sleep(0.3)
+    pytest.fail(f"study {sid} did not start: {study}")
+
+
+def test_ticks_survive_the_polls_of_a_running_study_and_jobs_shows_the_busy_worker(
+        tab, service):
+    """issue 12 (broken): the list polls every 2 s while a study runs, and its ticks stay;
+    the Jobs page shows the solo worker, which cannot answer pings while it trains, as
+    *busy* with its retraining chunk, not as offline."""
+    first, second = (s["id"] for s in service.studies)
+    sid = service.submit(LONG)
+    try:
+        _wait_running(service, sid)
+        tab.open("/")
+        for study_id in (first, second):
+            tab.page.locator(f"[id*='studies-pick'][id*='\"id\":{study_id}}}'] input").check()
+        polls = _record_callbacks(tab)
+        tab.page.wait_for_timeout(5000)                             # two or three polls
+        assert sum("studies-table" in o for o in polls) >= 2, polls
+        for study_id in (first, second):
+            box = tab.page.locator(f"[id*='studies-pick'][id*='\"id\":{study_id}}}'] input")
+            assert box.is_checked()
+        href = tab.page.locator("#studies-compare").get_attribute("href")
+        assert href == f"/compare?ids={first},{second}"
+        tab.page.click("#studies-compare")
+        tab.wait_graph("compare-fig-lds", text="inverse.damping")
+        tab.open("/jobs")
+        row = tab.page.locator("tr[data-worker='browser@itest']")
+        row.locator("[data-state='busy']").wait_for()
+        assert f"study #{sid}: retraining chunk" in row.inner_text()
+        assert "offline" not in row.inner_text()
+        tab.page.locator("#jobs-active").get_by_text("browser@itest").wait_for()
+        tab.screenshot("jobs-busy")
+        tab.assert_clean()
+    finally:
+        service.http.post(f"/api/v1/studies/{sid}/cancel")

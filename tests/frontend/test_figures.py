@@ -21,7 +21,7 @@ from frontend.figures import (
     lds_figure,
     spectra_figure,
 )
-from frontend.figures.study import TRACE_TYPES
+from frontend.figures.study import TRACE_TYPES, block_labels
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,8 @@ def test_alignment_figure_values(study):
     blocks = [b["name"] for b in results["blocks"]]
     fig = alignment_figure(results, kind="eigenvalue")
     kfac = next(t for t in fig.data if t.name == "K-FAC")
-    assert list(kfac.x) == blocks
+    labels = block_labels(results)
+    assert list(kfac.x) == [labels[b] for b in blocks]                # Linear 64→12, …
     assert list(kfac.y) == pytest.approx(
         [results["methods"]["K-FAC"]["eigenvalue_overlap"][b] for b in blocks])
     at_5 = alignment_figure(results, kind="eigenbasis", k=5)
@@ -213,3 +214,208 @@ def test_every_figure_needs_only_the_trace_types_of_the_served_plotly_bundle(stu
         slim = lds_figure(results, theme).layout.template
         assert {kind for kind in TRACE_TYPES if getattr(slim.data, kind)} == set(TRACE_TYPES)
         assert not slim.data.violin and not slim.data.surface   # the rest left out
+
+
+# -- issue 12: the verdict panel, honest charts, warnings -------------------------------------
+def _with_breaks(results: dict) -> dict:
+    """The study's results with EK-FAC − K-FAC made a significant gain at α = 0.5 and
+    H − GGN a significant reversal (as on the paper study), everything else as stored."""
+    import copy
+
+    out = copy.deepcopy(results)
+    pairs = out["groundtruth"]["hierarchy"]["0.5"]["pairs"]
+    for pair in pairs:
+        if (pair["higher"], pair["lower"]) == ("EK-FAC", "K-FAC"):
+            pair.update(value=0.02, ci_low=0.005, ci_high=0.035, verdict="≥")
+        if (pair["higher"], pair["lower"]) == ("H", "GGN"):
+            pair.update(value=-0.03, ci_low=-0.05, ci_high=-0.01, verdict="<")
+    out["groundtruth"]["hierarchy"]["0.5"].update(violations=["H < GGN"], holds=False)
+    lds = out["methods"]
+    lds["EK-FAC"]["lds"]["0.5"].update(value=0.30, ci_low=0.25, ci_high=0.35)
+    lds["K-FAC"]["lds"]["0.5"].update(value=0.28, ci_low=0.23, ci_high=0.33)
+    return out
+
+
+def test_verdict_panel_numbers_equal_groundtruth_hierarchy(study):
+    """The verdict panel (chart and words) shows exactly groundtruth.hierarchy: per α each
+    adjacent pair's paired difference, its interval and its verdict."""
+    from frontend.figures.verdict import (
+        LINK_WORDS,
+        VERDICT_COLORS,
+        hierarchy_figure,
+        hierarchy_summary,
+        link_table,
+    )
+
+    for results in (study[0], _with_breaks(study[0])):
+        hierarchy = results["groundtruth"]["hierarchy"]
+        fig = hierarchy_figure(results)
+        traces = [t for t in fig.data if t.meta == "hierarchy"]
+        assert [t.name for t in traces] == [f"α = {a}" for a in hierarchy]
+        for trace, (alpha, check) in zip(traces, hierarchy.items(), strict=True):
+            pairs = check["pairs"]
+            assert list(trace.x) == [f"{p['higher']} − {p['lower']}" for p in pairs]
+            assert list(trace.y) == [p["value"] for p in pairs]
+            np.testing.assert_allclose(np.asarray(trace.y) + np.asarray(trace.error_y.array),
+                                       [p["ci_high"] for p in pairs], rtol=0, atol=1e-15)
+            np.testing.assert_allclose(
+                np.asarray(trace.y) - np.asarray(trace.error_y.arrayminus),
+                [p["ci_low"] for p in pairs], rtol=0, atol=1e-15)
+            assert list(trace.marker.color) == [VERDICT_COLORS[p["verdict"]] for p in pairs]
+        summary = hierarchy_summary(results)
+        for entry in summary:
+            check = hierarchy[entry["alpha"]]
+            assert entry["holds"] == check["holds"]
+            assert entry["violations"] == check["violations"]
+            assert [{k: link[k] for k in ("higher", "lower", "value", "ci_low", "ci_high",
+                                          "verdict")} for link in entry["links"]] == \
+                check["pairs"]
+            assert [link["word"] for link in entry["links"]] == [
+                LINK_WORDS[p["verdict"]] for p in check["pairs"]]
+        for row in link_table(results):
+            for alpha, link in row["by_alpha"].items():
+                pair = next(p for p in hierarchy[alpha]["pairs"]
+                            if (p["higher"], p["lower"]) == (row["higher"], row["lower"]))
+                assert link["value"] == pair["value"] and link["verdict"] == pair["verdict"]
+    broken = _with_breaks(study[0])
+    rows = {(r["higher"], r["lower"]): r for r in link_table(broken)}
+    assert rows["H", "GGN"]["by_alpha"]["0.5"]["word"] == "breaks"
+    assert rows["EK-FAC", "K-FAC"]["by_alpha"]["0.5"]["word"] == "holds"
+    from frontend.figures.verdict import verdict_headline
+
+    assert verdict_headline(broken).startswith("The hierarchy breaks: H < GGN at α = 0.5")
+    assert "holds at every α" in verdict_headline(study[0]) or \
+        "breaks" in verdict_headline(study[0])
+
+
+def test_unpaired_whiskers_that_overlap_are_called_out_where_the_paired_test_differs(study):
+    from frontend.figures.verdict import unpaired_overlap_but_paired_differs
+
+    results = _with_breaks(study[0])
+    notes = unpaired_overlap_but_paired_differs(results)
+    assert "EK-FAC > K-FAC at α = 0.5 (paired difference +0.020 [+0.005, +0.035])" in notes
+    h, g = (results["methods"][m]["lds"]["0.5"] for m in ("H", "GGN"))
+    overlap = h["ci_low"] <= g["ci_high"] and g["ci_low"] <= h["ci_high"]
+    assert any(n.startswith("H < GGN at α = 0.5") for n in notes) == overlap
+
+
+
+def test_decomposition_sentence_and_eigenvalue_mismatch_share(study):
+    from frontend.figures.verdict import decomposition_sentence, mismatch_rows
+
+    results = study[0]
+    shares = results["decomposition"]["ggn_to_kfac"]
+    sentence = decomposition_sentence(results)
+    for key in ("cross_layer_share", "eigenbasis_share", "eigenvalue_share"):
+        assert f"{100 * shares[key]:.0f} %" in sentence
+    extended = {**results, "decomposition": {**results["decomposition"],
+                                             "eigenvalue_mismatch_share": {
+        "frobenius_squared": {"value": 0.234, "formula": "‖E − K‖²/‖G − K‖²"},
+        "lds": {"value": {"0.5": 0.41, "0.7": 0.39}, "formula": "ΔLDS share"}}}}
+    sentence = decomposition_sentence(extended, "0.7")
+    assert "23 % by frobenius squared" in sentence and "39 % by lds" in sentence
+    assert mismatch_rows(extended) == [
+        ("frobenius_squared", "23.4 %", "‖E − K‖²/‖G − K‖²"),
+        ("lds", "α=0.5: 41.0 %, α=0.7: 39.0 %", "ΔLDS share")]
+
+
+def test_waterfalls_colour_loss_red_and_gain_green(study):
+    from frontend.figures.study import BAD, GOOD
+
+    results = study[0]
+    fig = decomposition_figure(results)
+    frobenius, lost = [t for t in fig.data if t.meta == "waterfall"]
+    assert all(c == BAD for c in frobenius.marker.color)           # every step adds error
+    values = [s["lds_lost"]["0.5"]["value"] for s in results["decomposition"]["lds_lost"]]
+    assert list(lost.marker.color) == [BAD if v > 0 else GOOD for v in values]
+    assert "lower is better" in fig.layout.yaxis.title.text          # Frobenius: labelled
+    assert "LDS lost" in fig.layout.yaxis2.title.text
+
+
+def test_spectra_clipped_at_a_floor_counted_in_words_and_no_negative_traces_for_psd(study):
+    from frontend.figures.study import SPECTRUM_FLOOR, spectra_caption
+
+    results, arrays = study
+    fig = spectra_figure(arrays, list(results["methods"]))
+    names = [t.name for t in fig.data]
+    assert [n for n in names if "negative" in n] == ["H (negative, |λ|)"]  # only H
+    top = max(float(np.max(np.abs(arrays[f"eigenvalues/{m}"]))) for m in results["methods"])
+    cutoff = SPECTRUM_FLOOR * top
+    assert fig.layout.yaxis.range[0] == pytest.approx(np.log10(cutoff))
+    assert all(min(t.y) > cutoff for t in fig.data)
+    zeros = fig.layout.meta["zeros"]
+    for name in results["methods"]:
+        values = arrays[f"eigenvalues/{name}"]
+        negative = int((values < -cutoff).sum()) if name == "H" else 0
+        assert zeros[name]["zero"] == int((values <= cutoff).sum()) - negative
+    text = spectra_caption(fig.layout.meta)
+    assert "numerically zero" in text and f"GGN {zeros['GGN']['zero']} of" in text
+    assert fig.layout.yaxis.exponentformat == "e"
+
+
+def test_every_axis_in_scientific_notation_and_layers_named_by_shape(study):
+    from frontend.figures.study import block_labels, training_figure
+    from frontend.figures.verdict import hierarchy_figure
+
+    results, arrays = study
+    assert block_labels(results) == {"layer0": "Linear 64→12", "layer2": "Linear 12→8",
+                                     "layer4": "Linear 8→10"}
+    align = alignment_figure(results)
+    assert list(align.data[0].x) == ["Linear 64→12", "Linear 12→8", "Linear 8→10"]
+    for fig in (lds_figure(results), spectra_figure(arrays, ["GGN"]), align,
+                decomposition_figure(results), hierarchy_figure(results),
+                training_figure(results), groundtruth_scatter(arrays, "GGN", 0, "0.5")):
+        axes = [fig.layout[k] for k in fig.layout if k.startswith(("xaxis", "yaxis"))]
+        assert axes and all(a.exponentformat == "e" for a in axes)
+
+
+def test_training_figure_draws_the_stored_epoch_losses(study):
+    from frontend.figures.study import training_figure
+
+    results, _ = study
+    fig = training_figure(results)
+    base = next(t for t in fig.data if t.meta == "base")
+    assert list(base.y) == pytest.approx(results["training"]["epoch_losses"])
+    assert list(base.x) == list(range(1, len(results["training"]["epoch_losses"]) + 1))
+    spread = {**results, "training": {**results["training"], "retrained_epoch_losses": [
+        [v * 1.1 for v in results["training"]["epoch_losses"]],
+        [v * 0.9 for v in results["training"]["epoch_losses"]]]}}
+    names = [t.name for t in training_figure(spread).data]
+    assert "retrained models (2): min–max" in names
+
+
+def test_examples_say_index_and_score_under_each_digit(study):
+    results, arrays = study
+    fig = examples_grid(arrays, ["K-FAC"], test_index=2, top=2)
+    notes = [a.text for a in fig.layout.annotations]
+    scores = arrays["scores/K-FAC"][2]
+    helpful = int(np.argmin(scores))
+    assert "test #2" in notes
+    assert f"#{helpful} τ={scores[helpful]:.2g}" in notes
+    labelled = examples_grid({**arrays, "labels/train": np.arange(len(arrays["images/train"])),
+                              "labels/test": np.zeros(len(arrays["images/test"]), int)},
+                             ["K-FAC"], test_index=2, top=2)
+    assert f"#{helpful} · {helpful} τ={scores[helpful]:.2g}" in [
+        a.text for a in labelled.layout.annotations]
+
+
+def test_warnings_from_results_and_from_the_dashboards_own_checks(study):
+    from frontend.figures.verdict import known_pitfalls, study_warnings
+
+    results = study[0]
+    tiny = {**results, "n_test": 1, "n_classes": 3,
+            "training": {**results["training"], "test_accuracy": 0.0}}
+    codes = [w["code"] for w in study_warnings(tiny)]
+    assert "few_test_points" in codes and "accuracy_at_chance" in codes
+    stored = {**tiny, "warnings": [{"code": "few_test_points", "severity": "warning",
+                                    "message": "from the library", "method": None}],
+              "known_pitfalls": ["The per-loader split draws a new permutation per loader."]}
+    warnings = study_warnings(stored)
+    assert [w["message"] for w in warnings if w["code"] == "few_test_points"] == [
+        "from the library"]                                           # not said twice
+    assert known_pitfalls(stored) == ["The per-loader split draws a new permutation per "
+                                      "loader."]
+    dropped = {**results, "methods": {"K-FAC": {**results["methods"]["K-FAC"], "inverse": {
+        **results["methods"]["K-FAC"]["inverse"], "n_dropped": 5}}}}
+    info = [w for w in study_warnings(dropped) if w["code"] == "eigenvalues_dropped"]
+    assert info and info[0]["method"] == "K-FAC" and info[0]["severity"] == "info"

@@ -241,3 +241,41 @@ def test_sweep_grid_reads_each_value_as_its_field_does():
                                        "inverse.damping: chosen twice",
                                        "nope: cannot be swept here"]
     assert logic.sweep_grid(fields, []) == ({}, 0, [])
+
+
+def test_a_busy_solo_worker_is_busy_with_its_chunk_not_offline():
+    """issue 12: a worker that cannot answer the ping (solo pool, busy) but whose heartbeat
+    is fresh shows *busy* and the chunk it runs (the study's own worker is unset then)."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    recent = (now - timedelta(seconds=20)).isoformat()
+    detail = {"id": 7, "state": "running", "worker": None, "stage": "groundtruth/0.5",
+              "chunks": [{"index": 2, "alpha": 0.5, "subset_start": 40, "subset_stop": 60,
+                          "state": "running", "progress": 0.4, "worker": "w1@h",
+                          "device": "cuda:0 (H200)"},
+                         {"index": 3, "alpha": 0.5, "subset_start": 60, "subset_stop": 80,
+                          "state": "pending", "progress": 0.0, "worker": None}]}
+    doing = logic.worker_tasks([detail])
+    assert doing == {"w1@h": ["study #7: retraining chunk 2 (α = 0.5, subsets 40–59) 40 %"]}
+    busy = {"hostname": "w1@h", "online": False, "state": "online", "last_seen": recent}
+    assert logic.worker_status(busy, doing["w1@h"], now)[:2] == ("busy", "running")
+    assert logic.worker_status(busy, [], now)[0] == "busy"          # heartbeat alone
+    stale = {**busy, "last_seen": (now - timedelta(hours=1)).isoformat()}
+    assert logic.worker_status(stale, [], now)[0] == "offline"
+    assert logic.worker_status({**busy, "online": True}, [], now)[0] == "idle"
+    assert logic.worker_status({**busy, "state": "lost"}, [], now)[0] == "lost"
+    assert logic.worker_status({**busy, "state": "offline"}, [], now)[0] == "offline"
+    assert logic.study_workers(detail) == (["w1@h"], ["cuda:0 (H200)"])
+    final = {"id": 8, "state": "running", "worker": "w2@h", "stage": "curvature/H",
+             "stage_progress": 0.5, "chunks": []}
+    assert logic.worker_tasks([final]) == {"w2@h": ["study #8: curvature/H 50 %"]}
+
+
+def test_selection_survives_a_refresh_and_other_pages():
+    assert logic.merge_selection([], [1, 2, 3], [[1], [], [3]]) == [1, 3]
+    # the list re-rendered (a poll): the same boxes, the same ticks
+    assert logic.merge_selection([1, 3], [1, 2, 3], [[1], [], [3]]) == [1, 3]
+    # page 2 shown: page 1's ticks are kept
+    assert logic.merge_selection([1, 3], [21, 22], [[], [22]]) == [1, 3, 22]
+    assert logic.merge_selection([1, 3, 22], [1, 2, 3], [[], [], [3]]) == [3, 22]
