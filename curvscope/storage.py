@@ -8,10 +8,12 @@ cached under a hash of exactly the inputs that determine them, so a rerun of an 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +63,59 @@ class StageCache:
         return f"{stage}-{content_hash(material)}"
 
     def get_or_compute(self, stage: str, material: Any, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``stage`` for ``material``, else ``compute()`` stored.
+
+        Processes sharing the cache folder (workers of one service, the rungs of a ladder or
+        the points of a sweep running at once) compute a stage once: the first takes an
+        exclusive lock on ``<entry>.lock`` while it computes, the others wait for it and then
+        read its result. The OS drops the lock of a killed process, so nobody waits forever."""
+        if self.root is None:
+            self.events[stage] = "computed"
+            return compute()
         key = self.key(stage, material)
-        if self.root is not None:
-            path = self.root / f"{key.replace('/', '_')}.pt"
-            if path.exists():
-                try:
-                    value = torch.load(path, weights_only=False)
-                    self.events[stage] = "reused"
-                    return value
-                except Exception:  # a corrupt cache entry is recomputed, never trusted
-                    path.unlink(missing_ok=True)
-        value = compute()
-        self.events[stage] = "computed"
-        if self.root is not None:
+        path = self.root / f"{key.replace('/', '_')}.pt"
+        value = self._load(stage, path)
+        if value is not _MISSING:
+            return value
+        with _exclusive(path.with_name(path.name + ".lock")):
+            value = self._load(stage, path)  # computed by another process while we waited
+            if value is not _MISSING:
+                return value
+            value = compute()
+            self.events[stage] = "computed"
             _atomic(path, lambda h: torch.save(value, h))
         return value
+
+    def _load(self, stage: str, path: Path) -> Any:
+        if not path.exists():
+            return _MISSING
+        try:
+            value = torch.load(path, weights_only=False)
+        except Exception:  # a corrupt cache entry is recomputed, never trusted
+            path.unlink(missing_ok=True)
+            return _MISSING
+        self.events[stage] = "reused"
+        return value
+
+
+_MISSING = object()
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive advisory lock (flock) on ``lock_path``; no lock where the file system
+    has none (the stage is then possibly computed twice, which is only wasted work)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = open(lock_path, "a+b")  # noqa: SIM115  (held across the yield)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        handle.close()  # releases the lock
