@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from curvscope.attribution.cholesky import cholesky_scores
 from curvscope.attribution.inverse import InverseRule, damped_spectrum, inverse_weights
 from curvscope.curvature.base import CurvatureOperator
 
@@ -27,5 +28,11 @@ def influence_scores(
     weights, info = inverse_weights(operator.eigenvalues(), rule,
                                     shifted=shifted if received["rule"] == "heuristic" else None)
     info["damping_received"] = received
-    scores = -(operator.rotate(test_gradients) * weights) @ operator.rotate(train_gradients).T
+    # issue 14 (attribution/cholesky.py): a PSD whole matrix whose rule is the plain inverse
+    # is solved by Cholesky, without its eigenvectors
+    scores = cholesky_scores(operator, weights, rule.damping, received, train_gradients,
+                             test_gradients)
+    info["solver"] = "eigenbasis" if scores is None else "cholesky"
+    if scores is None:
+        scores = -(operator.rotate(test_gradients) * weights) @ operator.rotate(train_gradients).T
     return scores, info

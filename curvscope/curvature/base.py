@@ -69,6 +69,54 @@ class DenseEigenBlock(EigenBlock):
 
 
 @dataclass
+class SpectrumEigenBlock(EigenBlock):
+    """A dense symmetric block kept as its matrix M and its eigenvalues alone (eigvalsh).
+
+    For a matrix whose spectrum is shown but whose inverse needs no eigenvectors — the PSD GGN,
+    where (M + λI)⁻¹ is a Cholesky solve whenever the inverse rule inverts every e + λ — this
+    skips the eigenvector half of an eigendecomposition (issue 14). The eigenvectors are still
+    computed, once and on demand, by anything that asks for them (``rotate``, ``unrotate``,
+    ``eigenvectors``), so every consumer of an ``EigenBlock`` keeps working; ``to_dense`` is M.
+    """
+
+    start: int
+    stop: int
+    eigenvalues: torch.Tensor
+    matrix: torch.Tensor
+    vectors: torch.Tensor | None = None
+
+    @classmethod
+    def from_matrix(cls, matrix: torch.Tensor, start: int = 0) -> SpectrumEigenBlock:
+        """Symmetrise, then eigenvalues only (ascending, as ``torch.linalg.eigh``)."""
+        matrix = (matrix + matrix.T) / 2
+        return cls(start, start + matrix.shape[0], torch.linalg.eigvalsh(matrix), matrix)
+
+    def eigenvectors(self) -> torch.Tensor:
+        if self.vectors is None:  # eigenvalues stay eigvalsh's (equal to eigh's to round-off)
+            self.vectors = torch.linalg.eigh(self.matrix).eigenvectors
+        return self.vectors
+
+    def rotate(self, X):
+        return X @ self.eigenvectors()
+
+    def unrotate(self, C):
+        return C @ self.eigenvectors().T
+
+    def to_dense(self):
+        return self.matrix
+
+    def cholesky_solve(self, B: torch.Tensor, shift: float) -> torch.Tensor | None:
+        """(M + shift·I)⁻¹ B by a Cholesky factorisation, or None if M + shift·I is not
+        numerically positive definite (the factorisation fails)."""
+        shifted = self.matrix.clone()
+        shifted.diagonal().add_(shift)
+        factor, info = torch.linalg.cholesky_ex(shifted)
+        if int(info) != 0:
+            return None
+        return torch.cholesky_solve(B, factor)
+
+
+@dataclass
 class DiagonalEigenBlock(EigenBlock):
     start: int
     stop: int
