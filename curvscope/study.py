@@ -28,8 +28,10 @@ import torch.nn.functional as F
 
 from curvscope.attribution import influence_scores, per_sample_gradients
 from curvscope.curvature import CurvatureContext, CurvatureOperator, CurvatureSettings
+from curvscope.curvature.mc_fisher import degenerate_message, mc_fisher_diagnostics
 from curvscope.data import load_data
 from curvscope.diagnostics.report import diagnose
+from curvscope.diagnostics.shares import lds_share
 from curvscope.groundtruth import (
     draw_subsets,
     lds_many,
@@ -45,6 +47,7 @@ from curvscope.results import (
     SPLIT_TEST,
     SPLIT_TRAIN,
     TEST_LOSSES,
+    add_warning,
     checkpoint_name,
     general_warnings,
     images_name,
@@ -57,7 +60,7 @@ from curvscope.results import (
     retrained_losses_name,
     scores_name,
 )
-from curvscope.spec import StudySpec
+from curvscope.spec import FISHER_METHODS, StudySpec, known_pitfalls
 from curvscope.storage import StageCache, write_json_atomic, write_npz_atomic
 from curvscope.training import train_model
 
@@ -189,11 +192,29 @@ def train_material(spec: StudySpec, device_type: str) -> dict:
 
 def curvature_material(spec: StudySpec, method: str, device_type: str) -> dict:
     """Everything one method's curvature operator depends on: the trained model and the
-    curvature settings (not the methods list, not the diagnostics' k)."""
+    curvature settings THIS method reads (``method_curvature_settings``), so that changing
+    the block structure or one method's Fisher type (an ablation ladder rung) reuses every
+    other method's cached operator."""
     return {"version": code_version(), "train": train_material(spec, device_type),
             "epoch": spec.training.evaluated_epoch(), "method": method,
-            "settings": spec.curvature.model_dump(mode="json",
-                                                  exclude={"methods", "eigenbasis_k"})}
+            "settings": method_curvature_settings(spec, method)}
+
+
+def method_curvature_settings(spec: StudySpec, method: str) -> dict:
+    """The curvature settings ``method``'s operator depends on: none for H, the GGN and the
+    baselines; the block structure for GGN-blockdiag; for K-FAC and EK-FAC also their own
+    Fisher type and, for a Monte-Carlo Fisher, its samples per point (its seed is the
+    training seed, in the train material). Not the methods list, the diagnostics' k, nor
+    mc_replicates (replicates feed the diagnostics only)."""
+    c = spec.curvature
+    settings: dict = {}
+    if method in ("GGN-blockdiag", *FISHER_METHODS):
+        settings["block_structure"] = c.block_structure
+    if method in FISHER_METHODS:
+        settings["fisher_type"] = c.fisher_type_of(method)
+        if settings["fisher_type"] == "mc":
+            settings["mc_samples"] = c.mc_samples
+    return settings
 
 
 def retrain_material(spec: StudySpec, device_type: str, task: RetrainTask) -> dict:
@@ -244,6 +265,9 @@ class StudyState:
     y_train: torch.Tensor | None = None
     X_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
+    # what the model is fitted on: the training points above unless data.split = per_loader
+    X_fit: torch.Tensor | None = None
+    y_fit: torch.Tensor | None = None
     model: torch.nn.Module | None = None
     layout: ParameterLayout | None = None
     # train
@@ -288,6 +312,17 @@ def stage_data(state: StudyState, name: str) -> None:
                                                                            torch.long)
     state.X_test, state.y_test = state.tensor(data.X_test), state.tensor(data.y_test,
                                                                         torch.long)
+    if data.X_fit is data.X_train:  # the shared split: the model fits the attributed points
+        state.X_fit, state.y_fit = state.X_train, state.y_train
+    else:  # split = per_loader: loader 1's rows (SplitData's three roles)
+        state.X_fit, state.y_fit = state.tensor(data.X_fit), state.tensor(data.y_fit,
+                                                                         torch.long)
+    state.known_pitfalls = known_pitfalls(spec)
+    if state.known_pitfalls:
+        add_warning(state.warnings, "known_pitfalls",
+                    f"this study uses {len(state.known_pitfalls)} of the official code's "
+                    "protocol choices that are known pitfalls (see known_pitfalls); its numbers "
+                    "reproduce that code, not a clean comparison")
     state.model = build_mlp(data.n_features, data.n_classes, spec.model,
                             seed=spec.training.seed, dtype=state.dtype).to(state.device)
     state.layout = ParameterLayout.from_model(state.model, spec.curvature.block_structure)
@@ -300,7 +335,7 @@ def stage_train(state: StudyState, name: str) -> None:
     spec, model = state.spec, state.model
 
     def train():
-        result = train_model(model, state.X_train, state.y_train, spec.training,
+        result = train_model(model, state.X_fit, state.y_fit, spec.training,
                              progress=lambda e, n: state.report(name, e / n))
         return {"theta": result.theta.cpu(),
                 "checkpoints": {e: t.cpu() for e, t in result.checkpoints.items()},
@@ -327,7 +362,8 @@ def stage_gradients(state: StudyState, name: str) -> None:
 def curvature_settings(spec: StudySpec) -> CurvatureSettings:
     return CurvatureSettings(block_structure=spec.curvature.block_structure,
                              fisher_type=spec.curvature.fisher_type,
-                             mc_samples=spec.curvature.mc_samples, seed=spec.training.seed)
+                             mc_samples=spec.curvature.mc_samples, seed=spec.training.seed,
+                             fisher_types=tuple(sorted(spec.curvature.fisher_types.items())))
 
 
 def stage_curvature(state: StudyState, name: str) -> None:
@@ -357,12 +393,28 @@ def stage_diagnostics(state: StudyState, name: str) -> None:
     """Residuals, spectra, overlaps and the error decomposition (SCIENCE.md §5)."""
     spec = state.spec
     state.diagnostics, state.diag_arrays = diagnose(
-        state.ctx, state.operators, spec.curvature.eigenbasis_k, spec.inverse.damping)
+        state.ctx, state.operators, spec.curvature.eigenbasis_k, spec.inverse.damping,
+        rule=spec.inverse, scores=state.scores)
     for method in state.operators:
         entry = state.diagnostics["methods"][method]
         entry["inverse"] = state.inversion[method]
+        if "damping_received" in state.inversion[method]:  # results contract: per method
+            entry["damping_received"] = state.inversion[method]["damping_received"]
         entry["timing_seconds"] = state.timings[f"curvature/{method}"]
         entry["cache"] = state.cache.events.get(f"curvature/{method}")
+        if method in FISHER_METHODS and spec.curvature.fisher_type_of(method) == "mc":
+            entry["mc_fisher"] = mc_fisher_diagnostics(state.ctx, spec.curvature.mc_replicates)
+            if entry["mc_fisher"]["degenerate"]:
+                add_warning(state.warnings, "mc_fisher_degenerate",
+                            degenerate_message(method, entry["mc_fisher"]), method=method)
+        dropped = state.inversion[method]["n_dropped"]
+        if dropped:
+            add_warning(state.warnings, "eigenvalues_dropped",
+                        f"the inverse rule {spec.inverse.rule!r} dropped {dropped} of "
+                        f"{dropped + state.inversion[method]['n_inverted']} eigenvalues of "
+                        f"{method} (shifted eigenvalue at or below the cutoff "
+                        f"{state.inversion[method]['cutoff']:.3g}): they get weight 0 in the "
+                        "inverse", severity="info", method=method)
 
 
 def stage_retraining(state: StudyState, name: str) -> None:
@@ -405,7 +457,9 @@ def stage_lds(state: StudyState, name: str) -> None:
         targets = state.retrained[alpha].mean(axis=1)
         predictions = {m: predicted_losses(state.masks[alpha], score.detach().cpu().numpy())
                        for m, score in state.scores.items()}
-        for m, value in lds_many(targets, predictions, gt.n_bootstrap, seed=gt.seed).items():
+        for m, value in lds_many(targets, predictions, gt.n_bootstrap, seed=gt.seed,
+                                 summary=gt.lds_summary,
+                                 official=gt.lds_summary == "interval_midpoint").items():
             arrays[lds_per_test_name(m, alpha)] = value.pop("per_test")
             state.bootstrap[m, key] = value.pop("bootstrap")
             # kept so that two studies on the same subsets (the ablation ladder's rungs) can
@@ -426,8 +480,10 @@ def stage_lds(state: StudyState, name: str) -> None:
     state.groundtruth = result
     for method in state.operators:
         state.diagnostics["methods"][method]["lds"] = state.lds[method]
-    if state.diagnostics["decomposition"] is not None:
-        state.diagnostics["decomposition"]["lds_lost"] = result["lds_lost"]
+    decomposition = state.diagnostics["decomposition"]
+    if decomposition is not None:
+        decomposition["lds_lost"] = result["lds_lost"]
+        decomposition["eigenvalue_mismatch_share"]["lds"] = lds_share(state.lds, alphas)
 
 
 #: The function of each stage kind (the part of a stage name before the first "/").
@@ -457,7 +513,9 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
     spec, data, model, layout, trained = (state.spec, state.data, state.model, state.layout,
                                           state.trained)
     with torch.no_grad():
-        train_logits, test_logits = model(state.X_train), model(state.X_test)
+        # the training loss is on what the model was fitted on (loader 1's rows under
+        # data.split = per_loader, the training points otherwise)
+        train_logits, test_logits = model(state.X_fit), model(state.X_test)
         test_losses = F.cross_entropy(test_logits, state.y_test, reduction="none")
     results = {
         "schema_version": SCHEMA_VERSION,
@@ -472,15 +530,21 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
         "blocks": layout.describe_blocks(),
         "training": {
             "epoch_losses": trained["epoch_losses"],
-            "train_loss": float(F.cross_entropy(train_logits, state.y_train)),
-            "train_accuracy": float((train_logits.argmax(1) == state.y_train).double().mean()),
+            "train_loss": float(F.cross_entropy(train_logits, state.y_fit)),
+            "train_accuracy": float((train_logits.argmax(1) == state.y_fit).double().mean()),
             "test_loss": float(test_losses.mean()),
             "test_accuracy": float((test_logits.argmax(1) == state.y_test).double().mean()),
             "checkpoint_epochs": sorted(trained["checkpoints"]),
             # the checkpoint every number below attributes at (train/test loss, accuracy too)
             "evaluated_epoch": spec.training.evaluated_epoch(),
         },
-        "inverse": spec.inverse.model_dump(mode="json"),
+        "inverse": spec.inverse.model_dump(mode="json") | {
+            # the methods whose inverse kfac_damping changes (none when K-FAC is not studied)
+            "kfac_damping_applied_to": [m for m in state.operators
+                                        if state.inversion[m]["damping_received"]["rule"]
+                                        == "heuristic"]},
+        # which rows play which role, and how many attributed / test points were fitted on
+        "data_split": data.overlap(),
         "cache": dict(state.cache.events),
         **state.diagnostics,
         "groundtruth": state.groundtruth,
@@ -492,6 +556,8 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
     arrays |= {checkpoint_name(e): t for e, t in trained["checkpoints"].items()}
     arrays |= {SPLIT_TRAIN: data.train_idx, SPLIT_TEST: data.test_idx,
                TEST_LOSSES: test_losses}
+    if data.split != "shared":  # the rows the model was fitted on (loader 1's)
+        arrays["split/fit"] = data.fit_idx
     if data.images is not None:
         arrays[images_name("test")] = data.images[data.test_idx]
         arrays[images_name("train")] = data.images[data.train_idx]
