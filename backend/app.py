@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
 import logging
+import secrets
+import sys
 import threading
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,10 +76,86 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        from backend.disk import disk_full_problem, is_disk_full
+
+        if is_disk_full(exc):
+            log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+            return _problem_response(request, disk_full_problem(request.app.state.settings))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _problem_response(request, Problem(
             500, "An internal error occurred; the server's log has the details.",
             kind="internal-error"))
+
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address((address or "").strip("[]")).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def _host_name(host: str) -> str:
+    """'127.0.0.1:8000' → '127.0.0.1'; '[::1]:8000' → '::1'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class RequestGuard:
+    """Two checks before any route (a pure ASGI middleware):
+
+    * DNS rebinding: on a connection that arrived on a loopback address, the Host header must
+      name this machine (localhost, 127.0.0.1, [::1]) or one of Settings.allowed_hosts; else
+      400. A page of another site whose name resolves to 127.0.0.1 sends its own name.
+    * Cross-site writes: a POST/PUT/PATCH/DELETE whose ``Origin`` is not this server's (or
+      whose ``Sec-Fetch-Site`` is cross-site or same-site) is 403, so a page of another origin
+      can neither use the mounted dashboard's callbacks (which write without the user typing
+      the token) nor replay a write. Clients that are not browsers send neither header.
+
+    CORS stays closed: no ``Access-Control-Allow-Origin`` is ever sent, so a page of another
+    origin cannot read an answer either.
+    """
+
+    def __init__(self, app, settings: Settings):
+        self.app, self.settings = app, settings
+        self.allowed = LOOPBACK_NAMES | settings.allowed_host_names
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        problem = None
+        server = scope.get("server")
+        if server and _loopback(server[0]) and "*" not in self.allowed and (
+                _host_name(host) not in self.allowed):
+            problem = Problem(400, f"The Host header {host[:100]!r} does not name this server "
+                              "(a loopback address answers only to localhost, 127.0.0.1 and "
+                              "[::1]; add names with CURVSCOPE_ALLOWED_HOSTS).",
+                              kind="host-not-allowed", title="Bad request")
+        elif scope.get("method", "GET") not in SAFE_METHODS:
+            site = headers.get("sec-fetch-site")
+            origin = headers.get("origin")
+            if site is not None and site not in ("same-origin", "none"):
+                problem = Problem(403, f"A write from a page of another site ({site}) is "
+                                  "refused; use the dashboard served by this server or a "
+                                  "client with the token.", kind="cross-site-write")
+            elif origin is not None and (origin == "null" or urlsplit(origin).netloc.lower()
+                                         != host.lower()):
+                problem = Problem(403, f"A write from the origin {origin[:100]!r} is refused: "
+                                  f"only pages of this server ({host[:100]}) may write from a "
+                                  "browser.", kind="cross-origin-write")
+        if problem is None:
+            return await self.app(scope, receive, send)
+        response = JSONResponse(problem.body(instance=scope.get("path")),
+                                status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE)
+        await response(scope, receive, send)
 
 
 def mount_dashboard(app: FastAPI) -> bool:
@@ -132,12 +212,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     engine = get_engine(settings)
     app.state.settings = settings
+    # the mounted dashboard's own credential (this process only, never shown): its callbacks
+    # write without the user typing the token; RequestGuard keeps other origins out of them
+    app.state.dashboard_key = secrets.token_urlsafe(32)
+    if settings.api_token is None:
+        log.warning("CURVSCOPE_API_TOKEN is not set: every write is open to whoever can reach "
+                    "this server (`curvscope up` sets a token for you)")
     app.state.read_sessions = read_sessionmaker(engine)
     app.state.write_sessions = write_sessionmaker(engine)
     install_problem_handlers(app)
     app.include_router(api_router, prefix=API_PREFIX)
     dashboard = settings.serve_dashboard and mount_dashboard(app)
     app.state.dashboard = dashboard
+    if dashboard and settings.api_token is not None:
+        try:
+            from frontend.api_client import configure
+
+            configure(token=app.state.dashboard_key)
+        except ImportError:
+            pass
+    app.add_middleware(RequestGuard, settings=settings)
     if not dashboard:
         @app.get("/", include_in_schema=False)
         def _root():
@@ -150,6 +244,16 @@ def __getattr__(name: str):
     # importing this module (tests, tools) creates no engine and touches no disk.
     if name == "app":
         global app
-        app = create_app()
+        from pydantic import ValidationError
+
+        try:
+            settings = get_settings()
+        except ValidationError as exc:  # e.g. an empty token: refuse to start, say why
+            lines = [f"  {'.'.join(map(str, e['loc'])) or 'settings'}: "
+                     f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+            print("curvscope API: refusing to start, the settings are invalid:\n"
+                  + "\n".join(lines), file=sys.stderr)
+            raise SystemExit(2) from None
+        app = create_app(settings)
         return app
     raise AttributeError(name)

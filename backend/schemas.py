@@ -218,7 +218,16 @@ class ProblemOut(BaseModel):
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemOut, "description": text,
              "content": {"application/problem+json": {}}}
-    for status, text in [(401, "Missing or wrong bearer token (writes only)."),
+    for status, text in [(400, "The Host header does not name this server (a loopback "
+                               "address answers only to localhost names: DNS rebinding)."),
+                         (401, "Missing or wrong bearer token (writes only)."),
+                         (403, "A write from a page of another origin (browsers' Origin / "
+                               "Sec-Fetch-Site)."),
                          (404, "No such resource."), (409, "Not possible in the current state."),
                          (422, "Invalid input: field paths and messages in `errors`.")]
+}
+#: What a write that stores something may answer besides.
+STORAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    507: {"model": ProblemOut, "description": "The data folder's disk is full: nothing was "
+          "stored.", "content": {"application/problem+json": {}}},
 }

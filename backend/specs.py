@@ -1,9 +1,9 @@
 """Validation of a submitted study spec, with the science library's own rules.
 
-Decision (docs/service.md): the API validates with ``curvscope.spec.resolve_spec`` and
-estimates with ``curvscope.study.estimate_study``, i.e. the very validators, bounds, method
-registry and memory-budget check that ``curvscope run`` uses, so the service can never accept
-a spec the engine refuses nor word the refusal differently. Those modules import torch, so the
+Decision (docs/service.md): the API validates with ``curvscope.spec.resolve_spec`` (the very
+validators, bounds and method registry that ``curvscope run`` uses) and estimates the cost in
+closed form (``backend.estimate``: parameters from the layer sizes, dense memory from d, never
+a model built or data loaded), capped by what this server's workers can hold. Those modules import torch, so the
 API imports them lazily, on the first validation (and the /schema, /methods, /presets reads):
 the list/get/results/arrays endpoints and the app's import stay torch-free. The API never runs
 a study and never touches a GPU (the estimate builds the model on the CPU to count its
@@ -44,7 +44,7 @@ def invalid(errors: list[dict[str, str]], intro: str = "The study spec is invali
                    errors=errors)
 
 
-def _resolve_dataset(config: dict, session: Session) -> tuple[dict, int | None]:
+def _resolve_dataset(config: dict, session: Session) -> tuple[dict, Dataset | None]:
     """Replace ``data.path = "dataset:<id>"`` by the uploaded file's stored path. The service
     reads no other file: any other path is refused."""
     data = config.get("data")
@@ -66,17 +66,16 @@ def _resolve_dataset(config: dict, session: Session) -> tuple[dict, int | None]:
     if data.get("label_column") is None and dataset.label_column is not None:
         label = dataset.label_column
         data["label_column"] = int(label) if label.isdigit() else label
-    return dict(config, data=data), dataset.id
+    return dict(config, data=data), dataset
 
 
-def resolve(config: Any, session: Session) -> Resolved:
+def resolve(config: Any, session: Session, settings: Any = None) -> Resolved:
     """A submitted config (a preset name plus overrides) → the fully resolved spec and its
     cost estimate; raises :class:`Problem` 422 with field paths for anything wrong."""
     from pydantic import ValidationError
 
-    from curvscope.data import DataValidationError
+    from backend.estimate import OverBudget, estimate
     from curvscope.spec import resolve_spec
-    from curvscope.study import MemoryBudgetError, estimate_study
 
     if not isinstance(config, dict):
         raise invalid([{"field": "(body)", "message": "the study spec must be a JSON object, "
@@ -84,7 +83,8 @@ def resolve(config: Any, session: Session) -> Resolved:
     preset = config.get("preset")
     if preset is not None and not isinstance(preset, str):
         raise invalid([{"field": "preset", "message": f"must be a preset name (got {preset!r})"}])
-    config, dataset_id = _resolve_dataset(config, session)
+    config, dataset = _resolve_dataset(config, session)
+    dataset_id = dataset.id if dataset is not None else None
     try:
         spec = resolve_spec(config)
     except ValidationError as exc:
@@ -92,24 +92,28 @@ def resolve(config: Any, session: Session) -> Resolved:
     except ValueError as exc:  # unknown preset
         raise invalid([{"field": "preset", "message": str(exc)}]) from None
     spec_hash = spec.spec_hash()
-    key = f"{spec_hash}/{spec.compute.memory_budget_gib}"
+    if settings is None:
+        from backend.core.config import get_settings
+
+        settings = get_settings()
+    cap, max_models = settings.memory_budget_cap_gib, settings.max_retrained_models
+    key = f"{spec_hash}/{spec.compute.memory_budget_gib}/{cap}/{max_models}/{dataset_id}"
     with _estimates_lock:
-        estimate = _estimates.get(key)
-    if estimate is None:
+        cost = _estimates.get(key)
+    if cost is None:
         try:
-            estimate = estimate_study(spec)
-        except MemoryBudgetError as exc:
-            raise invalid([{"field": "curvature.methods", "message": str(exc)}],
-                          intro="The study does not fit the memory budget",
+            cost = estimate(spec, dataset, cap, max_models)
+        except OverBudget as exc:
+            raise invalid([{"field": exc.field, "message": str(exc)}],
+                          intro="The study does not fit what this server can hold",
                           kind="over-memory-budget") from None
-        except DataValidationError as exc:
+        except (ValueError, KeyError) as exc:
             raise invalid([{"field": "data", "message": str(exc)}],
                           intro="The study's data cannot be used", kind="invalid-data") from None
-        except ValueError as exc:
-            raise invalid([{"field": "(spec)", "message": str(exc)}]) from None
         with _estimates_lock:
             if len(_estimates) > 1024:
                 _estimates.clear()
-            _estimates[key] = estimate
+            _estimates[key] = cost
+    estimate = cost
     return Resolved(spec=spec, spec_dict=spec.model_dump(mode="json"), spec_hash=spec_hash,
                     preset=preset, estimate=estimate, dataset_id=dataset_id)

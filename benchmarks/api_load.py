@@ -133,7 +133,7 @@ def main() -> None:
     info = header(f"api_load: {args.clients} clients, ≤{args.requests} requests or "
                   f"≤{args.duration:g} s per endpoint")
     from backend.core.config import Settings
-    from curvscope.service_commands import free_port
+    from backend.launch import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _common import emit, header, parse_args  # noqa: I001  (sets sys.path for curvscope)
 
-from curvscope.service_commands import find_redis_server, free_port, redis_ping
+from backend.launch import find_redis_server, free_port, redis_ping
 
 BIN = Path(sys.executable).parent
 

@@ -212,7 +212,7 @@ def schema():
     out.print_json(json.dumps(StudySpec.model_json_schema()))
 
 
-from curvscope import service_commands  # noqa: E402,F401  registers up/api/worker/submit
+from backend import launch  # noqa: E402,F401  registers up/api/worker/submit (the service side)
 
 
 def main() -> None:

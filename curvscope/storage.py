@@ -8,6 +8,7 @@ cached under a hash of exactly the inputs that determine them, so a rerun of an 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -95,10 +96,41 @@ class StageCache:
             path.unlink(missing_ok=True)
             return _MISSING
         self.events[stage] = "reused"
+        with contextlib.suppress(OSError):  # recently used: kept by evict()
+            os.utime(path)
         return value
 
 
 _MISSING = object()
+
+
+def evict(root: Path, max_bytes: int) -> list[Path]:
+    """Bound the stage cache: delete the least recently used entries (reads touch an entry's
+    mtime) until the ``*.pt`` files under ``root`` total at most ``max_bytes``. An entry being
+    computed (its ``.lock`` held) is never deleted; a reader that loses a race with the
+    deletion finds a miss and recomputes. Returns the deleted paths."""
+    entries = []
+    for path in Path(root).glob("*.pt"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    deleted = []
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        lock = path.with_name(path.name + ".lock")
+        try:
+            with open(lock, "a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue  # being computed or read right now: keep it
+        total -= size
+        deleted.append(path)
+    return deleted
 
 
 @contextmanager

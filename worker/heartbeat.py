@@ -86,6 +86,13 @@ class Heartbeat(threading.Thread):
                             .values(last_seen=utcnow(), state="online"))
         reap_lost_workers()
         outbox.sweep(_settings())
+        limit = _settings().cache_max_bytes
+        if limit:
+            from curvscope.storage import evict
+
+            gone = evict(_settings().stage_cache_dir, limit)
+            if gone:
+                log.info("stage cache over %d bytes: evicted %d entries", limit, len(gone))
 
     def run(self) -> None:
         while not self.stopped.wait(_settings().heartbeat_s):

@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError as DBOperationalError
 from backend import artifacts, crud, outbox
 from backend.crud import TransitionError
 from backend.db import write_session
+from backend.disk import full_sentence, is_disk_full
 from backend.models import Study, StudyChunk
 from backend.queue import TASK_CHUNK, TASK_FINALIZE, TASK_START
 from worker.celery_app import app, settings
@@ -210,6 +211,13 @@ def _guard(study_id: int, work) -> dict[str, Any]:
         raise
     except Exception as exc:  # a bad spec/data, a diverged training, a bug: fail with reason
         log.error("study %s failed:\n%s", study_id, traceback.format_exc())
+        if is_disk_full(exc):  # not torch's "unexpected pos": what happened, what to do
+            message = (full_sentence(settings).replace("try again; nothing was stored",
+                                                       "retry the study (its finished stages "
+                                                       "and chunks are kept)")
+                       + f" ({type(exc).__name__}: {reason(exc)[:200]})")
+            _fail(study_id, message, "DiskFull")
+            return {"study": study_id, "outcome": "failed", "error": message}
         _fail(study_id, exc)
         return {"study": study_id, "outcome": "failed", "error": reason(exc)}
 

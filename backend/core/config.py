@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +36,16 @@ class Settings(BaseSettings):
                                        description="Celery result backend; default redis_url.")
     api_token: SecretStr | None = Field(
         default=None, description="If set, every write (POST, DELETE) needs "
-        "'Authorization: Bearer <token>'. Reads stay open.")
+        "'Authorization: Bearer <token>'. Reads stay open. An empty value is refused at "
+        "start-up (it would read as 'no token' to one client and as a token to another).")
+    api_token_file: Path | None = Field(
+        default=None, description="A file holding the token (what `curvscope up` writes to "
+        "<data>/token, mode 0600); used when api_token is unset.")
+    allowed_hosts: str = Field(
+        default="", description="Comma-separated Host header names accepted besides localhost, "
+        "127.0.0.1 and [::1] on a connection that arrived on a loopback address (DNS "
+        "rebinding: a page of another site resolving its name to 127.0.0.1); '*' accepts "
+        "any. Connections on other interfaces are not checked (put a proxy in front).")
     cache_dir: Path | None = Field(default=None,
                                    description="Stage cache shared by workers; default "
                                    "<data_dir>/cache.")
@@ -45,6 +54,24 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 2**20, ge=1024, le=2**34)
     max_datasets: int = Field(default=100, ge=1, le=100_000)
     max_json_array_elements: int = Field(default=5_000_000, ge=1)
+    max_memory_budget_gib: float | None = Field(
+        default=None, gt=0, le=1_000_000,
+        description="The largest compute.memory_budget_gib a client may ask for, and the "
+        "budget of a spec that names none: what the workers can hold. Default half this "
+        "machine's memory.")
+    max_retrained_models: int = Field(default=100_000, ge=1, le=10**9,
+                                      description="The most retrained models one study may "
+                                      "ask for (|alphas| × n_subsets × n_seeds).")
+    max_decompressed_bytes: int = Field(
+        default=512 * 2**20, ge=1024, le=2**40,
+        description="The most an uploaded .npz may hold once decompressed (read from the "
+        ".npy headers before anything is loaded).")
+    cache_max_bytes: int | None = Field(
+        default=None, ge=0, description="Bound the shared stage cache: the workers' heartbeat "
+        "evicts the least recently used entries beyond this many bytes (default unbounded).")
+    min_free_bytes: int = Field(
+        default=256 * 2**20, ge=0, description="Below this much free space in the data "
+        "folder /health is degraded and new studies and uploads are refused (507).")
     max_sweep_studies: int = Field(default=64, ge=1, le=10_000,
                                    description="The most studies one POST /sweeps may name.")
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
@@ -84,6 +111,32 @@ class Settings(BaseSettings):
     serve_dashboard: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _no_empty_token(cls, value):
+        if value is not None and not str(
+                value.get_secret_value() if isinstance(value, SecretStr) else value).strip():
+            raise ValueError("CURVSCOPE_API_TOKEN is set but empty: set it to a secret (e.g. "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                             ", point CURVSCOPE_API_TOKEN_FILE at a file holding one, or "
+                             "unset it")
+        return value
+
+    @model_validator(mode="after")
+    def _token_from_file(self):
+        if self.api_token is None and self.api_token_file is not None:
+            try:
+                text = self.api_token_file.expanduser().read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"CURVSCOPE_API_TOKEN_FILE={self.api_token_file} cannot be "
+                                 f"read ({exc.strerror})") from None
+            if not text:
+                raise ValueError(f"CURVSCOPE_API_TOKEN_FILE={self.api_token_file} is empty; "
+                                 "write a secret into it (or delete it and let `curvscope "
+                                 "up` create one)")
+            self.api_token = SecretStr(text)
+        return self
+
     @field_validator("worker_device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -102,6 +155,18 @@ class Settings(BaseSettings):
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
             return url
         return f"sqlite:///{(self.data_dir / 'curvscope.db').resolve()}"
+
+    @property
+    def memory_budget_cap_gib(self) -> float:
+        if self.max_memory_budget_gib is not None:
+            return self.max_memory_budget_gib
+        import psutil
+
+        return psutil.virtual_memory().total / 2 / 2**30
+
+    @property
+    def allowed_host_names(self) -> set[str]:
+        return {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
 
     @property
     def short_queue_name(self) -> str:

@@ -21,6 +21,7 @@ TITLES = {
     422: "Unprocessable content",
     500: "Internal server error",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
 
 

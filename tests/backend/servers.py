@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from curvscope.service_commands import find_redis_server, free_port, redis_ping
+from backend.launch import find_redis_server, free_port, redis_ping
 
 POSTGRES_ADMIN_URL = os.environ.get("CURVSCOPE_TEST_POSTGRES_URL",
                                     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

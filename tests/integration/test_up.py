@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from curvscope.service_commands import free_port
+from backend.launch import free_port
 from tests.backend.servers import tiny, wait_http
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,10 @@ def start_up(data: Path, port: int, log: Path, env: dict) -> subprocess.Popen:
     return up
 
 
+def auth(data: Path) -> dict:
+    return {"Authorization": f"Bearer {(data / 'token').read_text().strip()}"}
+
+
 def stop_up(up: subprocess.Popen, log: Path) -> int:
     up.send_signal(signal.SIGINT)
     try:
@@ -58,7 +62,13 @@ def test_up_submit_and_ctrl_c(tmp_path):
         base = f"http://127.0.0.1:{port}"
         spec = tmp_path / "study.json"
         spec.write_text(json.dumps(tiny(training={"seed": 201})))
-        submitted = subprocess.run([CLI, "submit", str(spec), "--url", base], env=env,
+        token = data / "token"
+        assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text().strip()) > 30
+        assert "token" in log.read_text() and str(token) in log.read_text()
+        refused = httpx.post(f"{base}/api/v1/studies", json=tiny())
+        assert refused.status_code == 401                          # secure by default
+        submitted = subprocess.run([CLI, "submit", str(spec), "--url", base, "--data",
+                                    str(data)], env=env,
                                    capture_output=True, text=True, timeout=240)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         assert "succeeded" in submitted.stdout and "K-FAC" in submitted.stdout
@@ -76,7 +86,8 @@ def test_up_submit_and_ctrl_c(tmp_path):
                          'methods = ["EK-FAC", "K-FAC", "identity"]\n[base.groundtruth]\n'
                          'n_subsets = 6\nn_seeds = 2\nsubsets_per_task = 3\n'
                          'n_bootstrap = 50\n[grid]\n"training.seed" = [201, 203]\n')
-        swept = subprocess.run([CLI, "submit", str(sweep), "--url", base], env=env,
+        swept = subprocess.run([CLI, "submit", str(sweep), "--url", base], env=dict(
+            env, CURVSCOPE_DATA_DIR=str(data)),
                                capture_output=True, text=True, timeout=240)
         assert swept.returncode == 0, swept.stdout + swept.stderr
         assert "sweep of 2 studies: 1 queued, 1 already there" in swept.stderr
@@ -103,10 +114,10 @@ def test_ctrl_c_during_a_study_and_the_next_up_resumes_it(tmp_path):
     try:
         spec = tiny(training={"seed": 202, "epochs": 40},
                     groundtruth={"n_subsets": 60, "subsets_per_task": 30})
-        sid = httpx.post(f"{base}/studies", json=spec).json()["id"]
+        sid = httpx.post(f"{base}/studies", json=spec, headers=auth(data), timeout=120).json()["id"]
         deadline = time.monotonic() + 120
         while True:
-            chunks = httpx.get(f"{base}/studies/{sid}").json()["chunks"]
+            chunks = httpx.get(f"{base}/studies/{sid}", timeout=60).json()["chunks"]
             if any(c["state"] == "running" and c["progress"] > 0 for c in chunks):
                 break
             assert time.monotonic() < deadline, chunks
@@ -120,7 +131,73 @@ def test_ctrl_c_during_a_study_and_the_next_up_resumes_it(tmp_path):
     up = start_up(data, port, log, env)                 # same data folder: same Redis AOF, db
     try:
         deadline = time.monotonic() + 240
-        while (study := httpx.get(f"{base}/studies/{sid}").json())["state"] == "running":
+        while (study := httpx.get(f"{base}/studies/{sid}", timeout=60).json())["state"] == "running":
+            assert time.monotonic() < deadline, study
+            time.sleep(0.5)
+        assert study["state"] == "succeeded", study
+    finally:
+        assert stop_up(up, log) == 0
+
+
+def test_a_second_up_and_a_busy_port_are_refused_before_anything_says_up(tmp_path):
+    data, port, env, log = tmp_path / "data", free_port(), up_env(), tmp_path / "up.log"
+    up = start_up(data, port, log, env)
+    try:
+        second = subprocess.run([CLI, "up", "--data", str(data), "--port", str(free_port())],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and "in use by another `curvscope up` (pid" in (
+            second.stderr)
+        busy = subprocess.run([CLI, "up", "--data", str(tmp_path / "other"), "--port",
+                               str(port)], env=env, capture_output=True, text=True, timeout=60)
+        assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in (
+            busy.stderr)
+        assert "curvscope is up" not in second.stdout + busy.stdout
+    finally:
+        assert stop_up(up, log) == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_a_dead_child_is_restarted_and_a_killed_up_takes_its_children(tmp_path):
+    """SIGKILL the worker: `up` restarts it. SIGKILL `up` itself: its children go too (the
+    worker with a warm shutdown), and the next `up` on the folder finishes the study."""
+    data, port, env, log = tmp_path / "data", free_port(), up_env(), tmp_path / "up.log"
+    base = f"http://127.0.0.1:{port}/api/v1"
+    up = start_up(data, port, log, env)
+    children = _children(up.pid)
+    assert len(children) == 3                                  # redis, api, worker
+    worker_log = data / "logs" / "worker.log"
+    worker_pid = next(p for p in children if "celery" in Path(f"/proc/{p}/cmdline")
+                      .read_text())
+    os.kill(worker_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while "worker restarted" not in log.read_text():
+        assert time.monotonic() < deadline and up.poll() is None, log.read_text()
+        time.sleep(0.3)
+    spec = tiny(training={"seed": 204, "epochs": 40},
+                groundtruth={"n_subsets": 60, "subsets_per_task": 30})
+    sid = httpx.post(f"{base}/studies", json=spec, headers=auth(data), timeout=120).json()["id"]
+    deadline = time.monotonic() + 120
+    while not any(c["state"] == "running" and c["progress"] > 0
+                  for c in httpx.get(f"{base}/studies/{sid}", timeout=60).json()["chunks"]):
+        assert time.monotonic() < deadline, worker_log.read_text()[-3000:]
+        time.sleep(0.2)
+    children = _children(up.pid)
+    up.send_signal(signal.SIGKILL)
+    up.wait(10)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{p}").exists() and "zombie" not in Path(
+            f"/proc/{p}/status").read_text() for p in children):
+        assert time.monotonic() < deadline, "children outlived a SIGKILLed up"
+        time.sleep(0.3)
+    assert "goes back on the queue" in worker_log.read_text()    # a warm shutdown
+    up = start_up(data, port, log, env)
+    try:
+        deadline = time.monotonic() + 240
+        while (study := httpx.get(f"{base}/studies/{sid}", timeout=60).json())["state"] == "running":
             assert time.monotonic() < deadline, study
             time.sleep(0.5)
         assert study["state"] == "succeeded", study

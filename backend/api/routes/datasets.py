@@ -23,8 +23,16 @@ from sqlalchemy import func, select
 
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.core.problems import Problem, pydantic_errors, sentence
+from backend.disk import require_space
 from backend.models import ACTIVE_STATES, Dataset, Study
-from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, DatasetList, DatasetOut, dataset_out
+from backend.schemas import (
+    API_PREFIX,
+    PROBLEM_RESPONSES,
+    STORAGE_RESPONSES,
+    DatasetList,
+    DatasetOut,
+    dataset_out,
+)
 
 MAX_ID = 2**31 - 1
 DatasetId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The data set's id.")]
@@ -36,6 +44,46 @@ def _bad_upload(message: str, field: str = "file") -> Problem:
     errors = [{"field": field, "message": message}]
     return Problem(422, sentence("The upload was refused", errors), kind="invalid-upload",
                    title="Invalid upload", errors=errors)
+
+
+def check_npz_size(path: Path, name: str, limit: int) -> None:
+    """Refuse an .npz by what it decompresses to, before loading a byte of it: every member's
+    shape and dtype come from its .npy header (numpy.lib.format), so a 3 MB file that would
+    inflate to gigabytes costs nothing. Object arrays (pickles) are refused too."""
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > 64:
+                raise _bad_upload(f"{name}: {len(members)} arrays; an .npz data set holds X "
+                                  "and y")
+            for info in members:
+                declared = info.file_size  # the zip directory's uncompressed size
+                with archive.open(info) as member:
+                    version = npy.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = npy.read_array_header_1_0(member)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, _, dtype = npy.read_array_header_2_0(member)
+                    else:
+                        raise ValueError(f"unknown .npy version {version}")
+                if dtype.hasobject:
+                    raise _bad_upload(f"{name}: array {info.filename!r} holds Python objects "
+                                      "(a pickle); only numeric arrays are read")
+                total += max(declared, int(np.prod(shape, dtype=object)) * dtype.itemsize)
+                if total > limit:
+                    raise Problem(413, f"{name} would decompress to more than {limit:,} bytes "
+                                  f"(array {info.filename!r} alone is {tuple(shape)} of "
+                                  f"{dtype}); the server reads at most {limit:,} "
+                                  "(CURVSCOPE_MAX_DECOMPRESSED_BYTES).",
+                                  kind="upload-too-large-decompressed")
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        raise _bad_upload(f"{name}: not a readable .npz archive ({exc})") from None
 
 
 def _safe_name(filename: str | None) -> str:
@@ -51,7 +99,8 @@ def _safe_name(filename: str | None) -> str:
              summary="Upload a .csv or .npz data set",
              responses={200: {"model": DatasetOut, "description": "Same content as an "
                               "existing data set: that one."},
-                        413: {"description": "Larger than the upload limit."}})
+                        413: {"description": "Larger than the upload limit, or than the "
+                              "decompressed limit (.npz)."}, **STORAGE_RESPONSES})
 def upload_dataset(
     request: Request, session: SessionDep, settings: SettingsDep,
     file: Annotated[UploadFile, File(description=".csv (header row, numeric features, "
@@ -65,6 +114,7 @@ def upload_dataset(
     from curvscope.data import DataSpec, DataValidationError, load_data
 
     name = _safe_name(file.filename)
+    require_space(settings)
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.datasets_dir, prefix=".upload-") as tmp:
         tmp_path = Path(tmp) / name
@@ -79,6 +129,8 @@ def upload_dataset(
                 out.write(chunk)
         if size == 0:
             raise _bad_upload(f"{name}: the file is empty")
+        if name.lower().endswith(".npz"):
+            check_npz_size(tmp_path, name, settings.max_decompressed_bytes)
         sha = digest.hexdigest()
         existing = session.scalars(select(Dataset).where(Dataset.sha256 == sha)).first()
         if existing is not None:

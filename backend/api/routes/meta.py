@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select, text
 
 from backend.api.deps import SessionDep, SettingsDep
 from backend.db import current_revision
+from backend.disk import disk_report
 from backend.models import Study, StudyChunk, Worker
 from backend.queue import broker_status, live_workers
 from backend.schemas import PROBLEM_RESPONSES, WorkerList, worker_out
@@ -25,10 +27,10 @@ def _version() -> str:
         return "unknown"
 
 
-@router.get("/health", summary="Database and broker reachability",
+@router.get("/health", summary="Database and broker reachability, free disk space",
             responses={503: {"description": "The database is unreachable."}})
 def health(session: SessionDep, settings: SettingsDep) -> JSONResponse:
-    body: dict[str, Any] = {"version": _version()}
+    body: dict[str, Any] = {"version": _version(), "pid": os.getpid()}
     try:
         session.execute(text("SELECT 1"))
         body["database"] = {"ok": True, "dialect": session.get_bind().dialect.name,
@@ -36,9 +38,13 @@ def health(session: SessionDep, settings: SettingsDep) -> JSONResponse:
     except Exception as exc:
         body["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     body["broker"] = broker_status(settings)
+    try:
+        body["disk"] = disk_report(settings)
+    except OSError as exc:
+        body["disk"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     ok_db = body["database"]["ok"]
-    body["status"] = "ok" if ok_db and body["broker"]["ok"] is not False else (
-        "degraded" if ok_db else "down")
+    body["status"] = "ok" if ok_db and body["broker"]["ok"] is not False and body["disk"][
+        "ok"] else ("degraded" if ok_db else "down")
     return JSONResponse(body, status_code=200 if ok_db else 503)
 
 

@@ -16,10 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from backend import artifacts, crud, outbox
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.core.problems import Problem
+from backend.disk import require_space
 from backend.models import ACTIVE_STATES, STATES, IdempotencyKey, Study
 from backend.schemas import (
     API_PREFIX,
     PROBLEM_RESPONSES,
+    STORAGE_RESPONSES,
     ArrayList,
     StudyDetail,
     StudyList,
@@ -64,8 +66,8 @@ def _reply(study: Study, status: int) -> JSONResponse:
 
 @router.post("/validate", response_model=ValidationOut, summary="Validate and estimate a spec "
              "without storing anything")
-def validate_study(body: SpecBody, session: SessionDep) -> ValidationOut:
-    resolved = resolve(body, session)
+def validate_study(body: SpecBody, session: SessionDep, settings: SettingsDep) -> ValidationOut:
+    resolved = resolve(body, session, settings)
     existing = _reusable(session, resolved.spec_hash)
     return ValidationOut(valid=True, spec=resolved.spec_dict, spec_hash=resolved.spec_hash,
                          estimate=resolved.estimate,
@@ -88,7 +90,8 @@ def _reusable(session, spec_hash: str) -> Study | None:
              summary="Submit a study", responses={
                  200: {"model": StudyOut, "description": "An identical spec already succeeded "
                        "(or is running): that study, not a new one."},
-                 202: {"description": "Queued; Location names the new study."}})
+                 202: {"description": "Queued; Location names the new study."},
+                 **STORAGE_RESPONSES})
 def create_study(request: Request, body: SpecBody, session: SessionDep, settings: SettingsDep,
                  idempotency_key: Annotated[str | None, Header(
                      alias="Idempotency-Key", max_length=255,
@@ -115,7 +118,8 @@ def create_study(request: Request, body: SpecBody, session: SessionDep, settings
             if study is not None:
                 return _reply(study, earlier.status_code)
 
-    resolved = resolve(body, session)
+    require_space(settings)
+    resolved = resolve(body, session, settings)
     try:
         with write_tx(request) as tx:
             existing = _reusable(tx, resolved.spec_hash)

@@ -22,8 +22,15 @@ from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend import crud
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
+from backend.disk import require_space
 from backend.models import Study
-from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, StudyOut, study_out
+from backend.schemas import (
+    API_PREFIX,
+    PROBLEM_RESPONSES,
+    STORAGE_RESPONSES,
+    StudyOut,
+    study_out,
+)
 from backend.specs import invalid, resolve
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=PROBLEM_RESPONSES)
@@ -117,15 +124,17 @@ def _config(body: SweepIn, values: dict[str, Any]) -> dict:
              summary="Submit a sweep: one study per combination of the grid's values",
              responses={200: {"model": SweepOut, "description": "Every point already existed "
                               "(succeeded, queued or running): those studies."},
-                        202: {"description": "At least one new study was queued."}})
+                        202: {"description": "At least one new study was queued."},
+                        **STORAGE_RESPONSES})
 def create_sweep(request: Request, body: SweepIn, session: SessionDep,
                  settings: SettingsDep) -> JSONResponse:
+    require_space(settings)
     points = _points(body, settings.max_sweep_studies)
     configs = [_config(body, values) for values in points]
     resolved, errors = [], []
     for index, (values, config) in enumerate(zip(points, configs, strict=True)):
         try:
-            resolved.append(resolve(config, session))
+            resolved.append(resolve(config, session, settings))
         except Problem as problem:  # resolve's 422: say which point
             if problem.status != 422 or not problem.errors:
                 raise
