@@ -3,7 +3,7 @@
 A solo-pool Celery worker busy with a task cannot answer ``celery inspect ping``, so a ping
 calls a healthy worker dead for the whole length of every study. Every worker instead writes
 ``last_seen`` on its ``workers`` row from a heartbeat thread beside its tasks, every
-``CURVSCOPE_HEARTBEAT_S`` seconds (worker/tasks.py, ``Heartbeat``), also while a task runs.
+``CURVSCOPE_HEARTBEAT_S`` seconds (worker/heartbeat.py), also while a task runs.
 This check reads that row from the database: healthy when the row exists, its state is
 ``online`` and ``now - last_seen`` is at most ``--max-age`` (default three heartbeats plus
 10 s). Exit 0 healthy, 1 not (one line saying why); it imports neither Celery nor torch.
