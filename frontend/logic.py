@@ -134,11 +134,13 @@ def query_string(params: dict[str, Any]) -> str:
 
 
 def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None,
-                all_of: dict[str, int] | None = None) -> str:
+                all_of: dict[str, int] | None = None, empty: dict[str, str] | None = None
+                ) -> str:
     """A clientside callback that writes its inputs into the address bar's query (keys in
     order; values equal to ``defaults`` left out) with history.replaceState, so the view is a
     permalink without a page reload. ``all_of`` maps a list-valued key to the position of an
-    extra argument holding its options: a list with every option is left out too."""
+    extra argument holding its options: a list with every option is left out too. ``empty``
+    maps a key to what an empty value writes (a checkbox whose default is ticked)."""
     n = len(keys) + len(all_of or {})
     return (
         "function(" + ", ".join(f"v{i}" for i in range(n)) + ") {\n"
@@ -146,6 +148,7 @@ def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None,
         "  const allOf = " + json.dumps(all_of or {}) + ";\n"
         "  const defaults = " + json.dumps({k: str(v) for k, v in (defaults or {}).items()})
         + ";\n"
+        "  const empty = " + json.dumps(empty or {}) + ";\n"
         "  const values = Array.from(arguments);\n"
         "  const params = new URLSearchParams();\n"
         "  keys.forEach(function(key, i) {\n"
@@ -153,6 +156,7 @@ def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None,
         "    if (Array.isArray(v) && allOf[key] !== undefined &&\n"
         "        v.length === (values[allOf[key]] || []).length) { return; }\n"
         "    if (Array.isArray(v)) { v = v.join(','); }\n"
+        "    if ((v === '' || v === null) && empty[key] !== undefined) { v = empty[key]; }\n"
         "    if (v === null || v === undefined || v === '') { return; }\n"
         "    if (typeof v === 'number' && !isFinite(v)) { return; }\n"
         "    if (defaults[key] !== undefined && String(v) === defaults[key]) { return; }\n"
@@ -777,3 +781,159 @@ def error_lines(detail: dict, n: int = 20) -> list[str]:
             lines.append(f"chunk {chunk.get('index')} (α = {chunk.get('alpha')}): "
                          f"{chunk['error']}")
     return lines[-n:]
+
+
+# -- the run table: every metric a column, sorted and filtered here --------------------------
+#: studies the list fetches at once to sort and filter on metrics the API cannot sort by
+TABLE_FETCH = 500
+FIXED_COLUMNS = [
+    ("id", "ID", "num"), ("name", "Name", "text"), ("state", "Status", "text"),
+    ("dataset", "Data set", "text"), ("model", "Model", "text"), ("preset", "Preset", "text"),
+    ("test_accuracy", "Test acc.", "num"), ("created", "Created", "text"),
+]
+STATE_ORDER = {s: i for i, s in enumerate(["running", "queued", "failed", "cancelled",
+                                           "succeeded"])}
+
+
+def table_columns(studies: list[dict]) -> list[dict]:
+    """Every column the run table can show: the study's own fields, the LDS of every method
+    at every α (``lds:<method>:<α>``) and every method's relative residual to H
+    (``residual:<method>``); ``default`` marks those shown unless the URL chooses."""
+    alphas: set[str] = set()
+    names: set[str] = set()
+    for study in studies:
+        for name, method in ((study.get("summary") or {}).get("methods") or {}).items():
+            names.add(name)
+            alphas |= set((method.get("lds") or {}).keys())
+    headline = headline_alpha([s.get("summary") for s in studies])
+    columns = [{"key": k, "label": label, "kind": kind, "group": "study",
+                "default": True} for k, label, kind in FIXED_COLUMNS]
+    methods = ordered_methods(names)
+    for alpha in sorted(alphas, key=float):
+        columns += [{"key": f"lds:{m}:{alpha}", "label": f"{m}", "title":
+                     f"LDS of {m} at α = {alpha} (higher is better)", "kind": "num",
+                     "group": f"LDS α = {alpha}", "default": alpha == headline}
+                    for m in methods]
+    columns += [{"key": f"residual:{m}", "label": m, "title":
+                 f"‖H − M‖_F / ‖H‖_F of {m} (lower is closer to H)", "kind": "num",
+                 "group": "residual to H", "default": False} for m in methods]
+    return columns
+
+
+def row_value(study: dict, key: str, names: dict[str, str] | None = None) -> Any:
+    """The value of column ``key`` for one listed study (None when it has none)."""
+    summary = study.get("summary") or {}
+    if key.startswith("lds:"):
+        _, method, alpha = key.split(":", 2)
+        return (((summary.get("methods") or {}).get(method) or {}).get("lds") or {}).get(alpha)
+    if key.startswith("residual:"):
+        method = key.split(":", 1)[1]
+        return ((summary.get("methods") or {}).get(method) or {}).get("relative_residual_to_H")
+    spec = {"data": study["data"], "model": study.get("model")} if study.get("data") else None
+    return {"id": study.get("id"), "name": study.get("name") or f"study {study.get('id')}",
+            "state": study.get("state"), "dataset": dataset_label(spec, names),
+            "model": model_label(spec), "preset": study.get("preset") or "–",
+            "test_accuracy": summary.get("test_accuracy"),
+            "created": study.get("created_at") or "", "progress": study.get("progress"),
+            "finished": study.get("finished_at")}.get(key)
+
+
+def sort_studies(studies: list[dict], sort: str | None, names=None) -> list[dict]:
+    """Sorted by any column (``-`` first: descending); names case-insensitively, states in
+    the order running, queued, failed, cancelled, succeeded; studies without a value last
+    either way; ties by id, newest first."""
+    sort = sort or "-created_at"
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    key = {"created_at": "created", "finished_at": "finished"}.get(key, key)
+
+    def value(study):
+        v = row_value(study, key, names)
+        if key == "name" and isinstance(v, str):
+            return v.casefold()
+        if key == "state":
+            return STATE_ORDER.get(v, 9)
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    present = [s for s in studies if value(s) is not None]
+    missing = [s for s in studies if value(s) is None]
+    present.sort(key=lambda s: -s.get("id", 0))
+    present.sort(key=value, reverse=descending)
+    return present + sorted(missing, key=lambda s: -s.get("id", 0))
+
+
+FILTER_OPS = {"ge": "≥", "le": "≤"}
+
+
+def filter_studies(studies: list[dict], key: str | None, op: str | None, threshold: Any,
+                   names=None) -> list[dict]:
+    """Studies whose column ``key`` is ≥ (``ge``) or ≤ (``le``) ``threshold``; all of them
+    when the filter is incomplete. A study without the value does not pass."""
+    try:
+        limit = float(threshold)
+    except (TypeError, ValueError):
+        return studies
+    if not key or op not in FILTER_OPS or not math.isfinite(limit):
+        return studies
+    out = []
+    for study in studies:
+        v = row_value(study, key, names)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and (
+                v >= limit if op == "ge" else v <= limit):
+            out.append(study)
+    return out
+
+
+def sweep_of(name: str | None) -> str | None:
+    """The sweep a study belongs to, from the name POST /sweeps gives each of its studies
+    (``'<sweep name>: field=value, …'``)."""
+    if not name or ": " not in name:
+        return None
+    head, tail = name.split(": ", 1)
+    return head if "=" in tail else None
+
+
+def group_sweeps(studies: list[dict]) -> list[tuple[str | None, list[dict]]]:
+    """The studies in their order, those of one sweep gathered where its first one stands:
+    [(sweep name or None, studies)]."""
+    groups: list[tuple[str | None, list[dict]]] = []
+    index: dict[str, int] = {}
+    for study in studies:
+        sweep = sweep_of(study.get("name"))
+        if sweep is None:
+            groups.append((None, [study]))
+        elif sweep in index:
+            groups[index[sweep]][1].append(study)
+        else:
+            index[sweep] = len(groups)
+            groups.append((sweep, [study]))
+    return groups
+
+
+def chosen_columns(columns: list[dict], chosen: Any) -> list[dict]:
+    """The columns to show: the URL's (``cols``, in the table's order) else the defaults;
+    ID and name always."""
+    keys = set(parse_list(chosen))
+    if not keys:
+        return [c for c in columns if c["default"]]
+    return [c for c in columns if c["key"] in keys or c["key"] in ("id", "name")]
+
+
+def studies_csv(studies: list[dict], columns: list[dict], names=None) -> str:
+    """The run table as CSV: one row per study, one column per chosen column (numbers in
+    full precision)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([c["key"] for c in columns])
+    for study in studies:
+        row = []
+        for column in columns:
+            v = row_value(study, column["key"], names)
+            row.append("" if v is None else repr(v) if isinstance(v, float) else v)
+        writer.writerow(row)
+    return out.getvalue()

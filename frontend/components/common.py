@@ -91,9 +91,19 @@ def graph(id: str, height: int | None = 420, figure: Any = None, **kwargs) -> dc
     if figure is None:
         figure = empty_figure("")
         figure["layout"]["meta"] = {"placeholder": True}  # replaced once the data arrives
-    return dcc.Graph(id=id, figure=figure, style=style,
-                     config={"displaylogo": False, "toImageButtonOptions": {"format": "png"},
-                             "responsive": True}, className="graph", **kwargs)
+    return dcc.Graph(id=id, figure=figure, style=style, config=GRAPH_CONFIG, className="graph",
+                     **kwargs)
+
+
+#: a lean plotly toolbar: download as PNG, zoom, pan, reset; no "Share chart" (plotly.js
+#: uploads the figure to an external service with it), no Chart Studio, no logo
+GRAPH_CONFIG = {
+    "displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
+    "showLink": False, "responsive": True, "toImageButtonOptions": {"format": "png"},
+    "modeBarButtonsToRemove": ["sendChartToCloud", "editInChartStudio", "lasso2d", "select2d",
+                               "autoScale2d", "zoomIn2d", "zoomOut2d", "toggleSpikelines",
+                               "hoverClosestCartesian", "hoverCompareCartesian"],
+}
 
 
 def empty_figure(text: str, theme: str = "light") -> dict:

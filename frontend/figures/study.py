@@ -124,7 +124,7 @@ def lds_figure(results: dict, theme: str = "light") -> go.Figure:
             fig.add_annotation(x=index, y=ceiling["value"], text="seed-noise ceiling",
                                showarrow=False, yshift=10, font=dict(size=10))
     fig.update_layout(barmode="group",
-                      yaxis_title="LDS (Spearman ρ, mean over test points; higher is better)")
+                      yaxis_title="LDS (higher is better)")
     return _layout(fig, "Attribution quality: LDS with unpaired 95 % bootstrap intervals",
                    theme)
 

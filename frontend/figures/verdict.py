@@ -118,7 +118,9 @@ def hierarchy_figure(results: dict, theme: str = "light") -> go.Figure:
                          array=[link["ci_high"] - link["value"] for link in links],
                          arrayminus=[link["value"] - link["ci_low"] for link in links]),
             customdata=[[link["word"], link["ci_low"], link["ci_high"]] for link in links],
-            text=[f"α={entry['alpha']}" for _ in links], textposition="outside",
+            # several α: each bar says which it is (the colours say the verdict)
+            text=[f"α={entry['alpha']}" for _ in links] if len(summary) > 1 else None,
+            textposition="outside",
             hovertemplate=("%{x}, α = " + entry["alpha"] + ": %{y:.3f} "
                            "[%{customdata[1]:.3f}, %{customdata[2]:.3f}]: %{customdata[0]}"
                            "<extra></extra>")))

@@ -269,13 +269,13 @@ def test_ticks_survive_the_polls_of_a_running_study_and_jobs_shows_the_busy_work
         _wait_running(service, sid)
         tab.open("/")
         for study_id in (first, second):
-            tab.page.locator(f"[id*='studies-pick'][id*='\"id\":{study_id}}}'] input").check()
+            tab.page.locator(f"tr[data-study='{study_id}'] td:first-child label").click()
         polls = _record_callbacks(tab)
         tab.page.wait_for_timeout(5000)                             # two or three polls
         assert sum("studies-table" in o for o in polls) >= 2, polls
         for study_id in (first, second):
-            box = tab.page.locator(f"[id*='studies-pick'][id*='\"id\":{study_id}}}'] input")
-            assert box.is_checked()
+            box = tab.page.locator(f"tr[data-study='{study_id}'] td:first-child label")
+            assert box.get_attribute("aria-selected") == "true"
         href = tab.page.locator("#studies-compare").get_attribute("href")
         assert href == f"/compare?ids={first},{second}"
         tab.page.click("#studies-compare")
