@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from curvscope.attribution.inverse import InverseRule
 from curvscope.curvature.base import CurvatureOperator, DiagonalEigenBlock
 from curvscope.curvature.context import CurvatureContext
 from curvscope.diagnostics.metrics import (
@@ -24,8 +25,10 @@ from curvscope.diagnostics.metrics import (
     spectrum_summary,
     swap_tests,
 )
+from curvscope.diagnostics.shares import mismatch_shares, official_eigenvalue_overlap
 from curvscope.models.layout import Block
 from curvscope.registry import CHAIN
+from curvscope.results import block_eigenvalues_name, eigenvalues_name, heatmap_name
 
 OVERLAP_KS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]  # k values kept for the dashboard
 
@@ -49,11 +52,16 @@ def block_spectrum(op: CurvatureOperator, block: Block, dense: torch.Tensor | No
 
 
 def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: int,
-             damping: float) -> tuple[dict, dict[str, torch.Tensor]]:
+             damping: float, rule: InverseRule | None = None,
+             scores: dict[str, torch.Tensor] | None = None
+             ) -> tuple[dict, dict[str, torch.Tensor]]:
     """(results fragment, arrays) with per-method metrics, off-block ratios, decomposition.
 
     Each structured method is materialised at most once (and only when H or G is dense), so
-    the chain's step errors are taken on the way, in chain order.
+    the chain's step errors are taken on the way, in chain order. With EK-FAC and K-FAC the
+    decomposition carries the eigenvalue-mismatch share under every definition
+    (``diagnostics.shares``; ``rule`` is the study's inverse rule, default exact damping λ)
+    and the official code's per-tensor eigenvalue overlap.
     """
     H = ctx.hessian() if "H" in operators else None
     G = ctx.ggn() if "GGN" in operators else None
@@ -96,8 +104,8 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
             curve = eigenbasis_overlap_curve(values, vectors, ref_values, ref_vectors,
                                              OVERLAP_KS)
             entry["eigenbasis_overlap_by_k"][block.name] = {str(j): v for j, v in curve.items()}
-            arrays[f"block_eigenvalues/{name}/{block.name}"] = torch.sort(values).values
-        arrays[f"eigenvalues/{name}"] = torch.sort(eigenvalues).values
+            arrays[block_eigenvalues_name(name, block.name)] = torch.sort(values).values
+        arrays[eigenvalues_name(name)] = torch.sort(eigenvalues).values
         methods[name] = entry
         if name in in_chain and dense is not None:
             if previous is not None:
@@ -106,14 +114,15 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
 
     off_block = {n: off_block_ratio(M, ctx.layout.blocks) for n, M in whole.items()
                  if M is not None}
-    decomposition = _decomposition(ctx, operators, reference, G)
+    rule = rule if rule is not None else InverseRule(damping=damping)
+    decomposition = _decomposition(ctx, operators, reference, G, rule, scores)
     if decomposition is not None:
         decomposition["chain_steps"] = chain_steps
     for n, M in whole.items():
         if M is not None:
-            arrays[f"heatmaps/{n}"] = log_abs_heatmap(M)
+            arrays[heatmap_name(n)] = log_abs_heatmap(M)
     if H is not None and G is not None:
-        arrays["heatmaps/H-GGN"] = log_abs_heatmap(H - G)
+        arrays[heatmap_name("H-GGN")] = log_abs_heatmap(H - G)
     return {"methods": methods, "off_block": off_block, "decomposition": decomposition}, arrays
 
 
@@ -137,16 +146,22 @@ def _chain_step(a: tuple[str, torch.Tensor], b: tuple[str, torch.Tensor], H, G) 
     }
 
 
-def _decomposition(ctx, operators, reference, G) -> dict | None:
+def _decomposition(ctx, operators, reference, G, rule, scores) -> dict | None:
     """The exact split of ‖G − K‖² into cross-layer, eigenbasis and eigenvalue parts:
-    ‖G−K‖² = ‖G−G_bd‖² + Σ_l (‖G_ll−E_l‖² + ‖E_l−K_l‖²), plus the swap tests per block."""
+    ‖G−K‖² = ‖G−G_bd‖² + Σ_l (‖G_ll−E_l‖² + ‖E_l−K_l‖²), plus the swap tests per block, the
+    eigenvalue-mismatch share under every definition and the official eigenvalue overlap."""
     if "EK-FAC" not in operators or "K-FAC" not in operators:
         return None
     per_block = {}
+    dense_blocks: dict[str, dict[str, torch.Tensor]] = {"GGN": {}, "EK-FAC": {}, "K-FAC": {}}
     for block, E_b, K_b in zip(ctx.layout.blocks, operators["EK-FAC"].blocks,
                                operators["K-FAC"].blocks, strict=True):
         G_bb = ctx.ggn_block(block)
-        split = kfac_error_split(G_bb, E_b.to_dense(), K_b.to_dense())
+        E_dense, K_dense = E_b.to_dense(), K_b.to_dense()
+        dense_blocks["GGN"][block.name] = G_bb
+        dense_blocks["EK-FAC"][block.name] = E_dense
+        dense_blocks["K-FAC"][block.name] = K_dense
+        split = kfac_error_split(G_bb, E_dense, K_dense)
         split["swap_tests"] = swap_tests(G_bb, K_b.eigenvalues, K_b.eigenvectors(),
                                          ggn_eigen=reference[block.name])
         split["ggn_block_sq"] = float(torch.linalg.norm(G_bb) ** 2)
@@ -174,6 +189,10 @@ def _decomposition(ctx, operators, reference, G) -> dict | None:
             "eigenbasis_share": eigenbasis / total if total else 0.0,
             "eigenvalue_share": eigenvalue / total if total else 0.0,
         }
+    result["eigenvalue_mismatch_share"] = mismatch_shares(
+        ctx.layout.blocks, reference, operators["EK-FAC"], operators["K-FAC"], rule, scores)
+    result["official_eigenvalue_overlap"] = official_eigenvalue_overlap(ctx.layout,
+                                                                        dense_blocks)
     return result
 
 
