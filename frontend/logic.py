@@ -937,3 +937,18 @@ def studies_csv(studies: list[dict], columns: list[dict], names=None) -> str:
             row.append("" if v is None else repr(v) if isinstance(v, float) else v)
         writer.writerow(row)
     return out.getvalue()
+
+
+def resubmit_spec(study: dict) -> dict:
+    """The spec to fill the New study form with for *Edit and resubmit*: the study's
+    resolved spec, with the data set as the request named it (``dataset:<id>``, not the
+    server's path to the stored file) and without its name (a new study gets its own)."""
+    import copy
+
+    spec = copy.deepcopy(study.get("spec") or {})
+    requested = ((study.get("request") or {}).get("data") or {}).get("path")
+    if requested is not None and isinstance(spec.get("data"), dict):
+        spec["data"]["path"] = requested
+    if spec.get("name"):
+        spec["name"] = f"{spec['name']} (edited)"[:200]
+    return spec

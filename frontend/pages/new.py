@@ -22,9 +22,11 @@ dash.register_page(__name__, path="/new", title="New study · curvscope", name="
 PRESETS = ["quick", "paper"]
 
 
-def layout(preset=None, **_):
+def layout(preset=None, **query):
+    source = logic.parse_int(query.get("from"), None, lo=1)  # ?from=<id>: edit and resubmit
     preset = logic.pick(preset, PRESETS, "quick")
     return html.Div([
+        dcc.Store(id="new-from", data=source),
         html.Div(className="page-head", children=[
             html.H1("New study"),
             dcc.RadioItems(id="new-preset", value=preset, inline=True, className="presets",
@@ -35,6 +37,7 @@ def layout(preset=None, **_):
         dcc.Store(id="new-body"),  # what Submit sends
         dcc.Location(id="new-redirect", refresh="callback-nav"),
         html.Div(id="new-load-error"),
+        html.Div(id="new-from-note"),
         html.Div(className="new-layout", children=[
             html.Div(id="new-form", className="form-sections",
                      children=html.P("Loading the spec's schema from the API…",
@@ -108,17 +111,30 @@ def _field_row(field: dict, value) -> html.Div:
 @callback(Output("new-form", "children"), Output("new-state", "data"),
           Output("new-load-error", "children"),
           Output({"type": "sweep-field", "row": ALL}, "options"),
-          Input("new-preset", "value"))
+          Output("new-preset", "value"), Output("new-from-note", "children"),
+          Input("new-preset", "value"), State("new-from", "data"))
 @threaded
-def build_form(preset):
+def build_form(preset, source):
+    """The form from the schema, filled with the preset's resolved spec, or (``?from=<id>``,
+    *Edit and resubmit*) with that study's spec on its preset's base."""
     client = get_client()
+    filled, note, preset_out = None, None, no_update
     try:
         schema = cached_call(f"{client.base}/schema", client.schema)
         methods = cached_call(f"{client.base}/methods", client.methods)
+        if source and dash.ctx.triggered_id is None:  # the first build only
+            study = client.study(source)
+            filled = logic.resubmit_spec(study)
+            wanted = study.get("preset") or (study.get("request") or {}).get("preset")
+            if wanted in PRESETS and wanted != preset:
+                preset, preset_out = wanted, wanted
+            note = alert([f"Filled in from study #{source} ({study.get('name') or 'unnamed'}"
+                          "): change what you want and submit it as a new study."], "info")
         base = client.validate({"preset": preset})["spec"]
     except ApiError as exc:
         return (html.P("The form needs the API's schema.", className="muted"), None,
-                api_error(exc, "Could not load the study form"), [[]] * logic.SWEEP_ROWS)
+                api_error(exc, "Could not load the study form"), [[]] * logic.SWEEP_ROWS,
+                no_update, None)
     try:
         datasets = client.datasets()
     except ApiError:
@@ -141,14 +157,15 @@ def build_form(preset):
                          "description": "An uploaded data set (POST /api/v1/datasets), used "
                          "with Name = file."}
             fields.append({k: field[k] for k in ("path", "kind", "nullable")})
-            rows.append(_field_row(field, logic.get_path(base, field["path"])))
+            value = logic.get_path(filled if filled is not None else base, field["path"])
+            rows.append(_field_row(field, value))
         children.append(card(section["title"], [
             html.P(section["description"], className="small muted") if section[
                 "description"] else None, *rows], className=f"section-{section['name']}"))
     sweepable = [{"label": f["path"], "value": f["path"]} for f in fields
                  if f["kind"] in logic.SWEEP_KINDS]
     return (children, {"preset": preset, "fields": fields, "base": base}, None,
-            [sweepable] * logic.SWEEP_ROWS)
+            [sweepable] * logic.SWEEP_ROWS, preset_out, note)
 
 
 @callback(Output({"type": "spec-error", "path": ALL}, "children"),

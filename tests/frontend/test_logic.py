@@ -279,3 +279,99 @@ def test_selection_survives_a_refresh_and_other_pages():
     # page 2 shown: page 1's ticks are kept
     assert logic.merge_selection([1, 3], [21, 22], [[], [22]]) == [1, 3, 22]
     assert logic.merge_selection([1, 3, 22], [1, 2, 3], [[], [], [3]]) == [3, 22]
+
+
+def _row(sid, name, lds=None, residual=None, accuracy=None, state="succeeded", **extra):
+    methods = {m: {"lds": v, "relative_residual_to_H": (residual or {}).get(m)}
+               for m, v in (lds or {}).items()}
+    return {"id": sid, "name": name, "state": state, "progress": 1.0, "preset": "quick",
+            "created_at": f"2026-12-01T10:0{sid}:00Z", "data": {"name": "digits"},
+            "model": {"hidden": [8]},
+            "summary": {"methods": methods, "test_accuracy": accuracy} if lds else None,
+            **extra}
+
+
+def test_run_table_sorts_and_filters_on_any_metric():
+    studies = [_row(1, "beta", {"K-FAC": {"0.5": 0.2, "0.7": 0.4}}, {"K-FAC": 0.9}, 0.8),
+               _row(2, "Alpha", {"K-FAC": {"0.5": 0.3}, "H": {"0.5": 0.5}}, {"K-FAC": 0.7},
+                    0.95),
+               _row(3, "gamma", state="running"),
+               _row(4, "alpha 2", {"K-FAC": {"0.5": float("nan")}}, None, 0.5)]
+    columns = logic.table_columns(studies)
+    keys = [c["key"] for c in columns]
+    assert {"lds:K-FAC:0.5", "lds:K-FAC:0.7", "lds:H:0.5", "residual:K-FAC"} <= set(keys)
+    assert [c["key"] for c in columns if c["default"] and c["key"].startswith("lds")] == [
+        "lds:H:0.5", "lds:K-FAC:0.5"]                            # the headline α only
+    by = lambda sort: [s["id"] for s in logic.sort_studies(studies, sort)]  # noqa: E731
+    assert by("-lds:K-FAC:0.5") == [2, 1, 4, 3]          # NaN and missing last either way
+    assert by("lds:K-FAC:0.5") == [1, 2, 4, 3]
+    assert by("residual:K-FAC") == [2, 1, 4, 3]
+    assert by("name") == [2, 4, 1, 3]                    # Alpha, alpha 2, beta, gamma
+    assert by("-name") == [3, 1, 4, 2]
+    assert by("-test_accuracy") == [2, 1, 4, 3]
+    assert by("-created_at") == [4, 3, 2, 1]
+    kept = logic.filter_studies(studies, "lds:K-FAC:0.5", "ge", "0.25")
+    assert [s["id"] for s in kept] == [2]
+    assert [s["id"] for s in logic.filter_studies(studies, "lds:K-FAC:0.5", "le", 0.25)] == [1]
+    assert logic.filter_studies(studies, "lds:K-FAC:0.5", "ge", "") == studies
+    shown = logic.chosen_columns(columns, "residual:K-FAC,lds:K-FAC:0.7")
+    assert [c["key"] for c in shown] == ["id", "name", "lds:K-FAC:0.7", "residual:K-FAC"]
+    csv = logic.studies_csv(logic.sort_studies(studies, "id"), shown).splitlines()
+    assert csv[0] == "id,name,lds:K-FAC:0.7,residual:K-FAC"
+    assert csv[1] == "1,beta,0.4,0.9" and csv[3] == "3,gamma,,"
+
+
+def test_sweeps_are_grouped_where_their_first_study_stands():
+    studies = [_row(5, "damping: inverse.damping=0.01"), _row(4, "other"),
+               _row(3, "damping: inverse.damping=0.001"), _row(2, "note: not a sweep"),
+               _row(1, "width × depth: model.hidden=[64], training.epochs=5")]
+    groups = logic.group_sweeps(studies)
+    assert [(g, [s["id"] for s in members]) for g, members in groups] == [
+        ("damping", [5, 3]), (None, [4]), (None, [2]), ("width × depth", [1])]
+
+
+def test_uploaded_data_sets_by_name_not_by_server_path():
+    spec = {"data": {"name": "file", "path": "/srv/curvscope/datasets/0123456789abcdef.csv"}}
+    names = logic.dataset_names([{"id": 3, "name": "iris.csv",
+                                  "sha256": "0123456789abcdef" + "0" * 48}])
+    assert logic.dataset_label(spec, names) == "iris.csv (#3)"
+    assert "/srv" not in logic.dataset_label(spec)
+    assert logic.dataset_label({"data": {"name": "file", "path": "dataset:7"}}) == \
+        "uploaded data set #7"
+
+
+def test_live_telemetry_helpers():
+    detail = {"id": 9, "state": "running", "progress": 0.25,
+              "timings": {"running_seconds": 60.0, "queued_seconds": 5.0}, "attempts": 1}
+    assert logic.eta_seconds(detail) == pytest.approx(180.0)
+    assert logic.eta_seconds({**detail, "progress": 0.01}) is None
+    assert logic.queued_for(detail) == (5.0, "since the study was created")
+    retried = {**detail, "attempts": 2}
+    assert logic.queued_for(retried)[0] is None                  # not from the creation
+    since = {**retried, "started_at": "2026-12-01T10:05:00Z",
+             "timings": {"queued_since": "2026-12-01T10:04:30Z"}}
+    assert logic.queued_for(since) == (30.0, "since the latest attempt was queued")
+    queued = [{"id": 4, "created_at": "2026-12-01T10:00:00Z"},
+              {"id": 9, "created_at": "2026-12-01T10:02:00Z"},
+              {"id": 6, "created_at": "2026-12-01T10:01:00Z"}]
+    assert logic.queue_position(9, queued) == 3 and logic.queue_position(1, queued) is None
+    assert logic.retry_helps({"state": "failed", "error_type": "ValueError"})[0] is False
+    assert logic.retry_helps({"state": "failed", "error_type": "TaskGaveUp"})[0] is True
+    assert logic.retry_helps({"state": "cancelled"})[0] is True
+    assert logic.retry_helps({"state": "succeeded"})[0] is False
+    failed = {"traceback": "Traceback\n  File x\nValueError: bad", "chunks": [
+        {"index": 1, "alpha": 0.5, "error": "boom"}]}
+    assert logic.error_lines(failed)[-2:] == ["ValueError: bad", "chunk 1 (α = 0.5): boom"]
+    assert logic.resubmit_href({"id": 9}) == "/new?from=9"
+
+
+def test_an_out_of_range_test_point_is_said_not_replaced():
+    assert logic.test_point(5, 180) == (5, None)
+    assert logic.test_point("5", 180) == (5, None)
+    index, why = logic.test_point(500, 180)
+    assert index is None and "does not exist" in why and "0 … 179" in why
+    assert logic.test_point(float("nan"), 180)[0] is None
+    assert logic.test_point("x", 180)[0] is None
+    assert logic.test_point(None, 180)[0] is None
+    js = logic.url_sync_js(["test"])
+    assert "!isFinite(v)" in js                                   # never test=NaN
