@@ -162,7 +162,7 @@ def url_sync_js(keys: list[str], defaults: dict[str, Any] | None = None,
         "    if (defaults[key] !== undefined && String(v) === defaults[key]) { return; }\n"
         "    params.set(key, String(v));\n"
         "  });\n"
-        "  const q = params.toString().replace(/%2C/g, ',');\n"
+        "  const q = params.toString().replace(/%2C/g, ',').replace(/%3A/g, ':');\n"
         "  const url = window.location.pathname + (q ? '?' + q : '');\n"
         "  if (url !== window.location.pathname + window.location.search) {\n"
         "    window.history.replaceState(window.history.state, '', url);\n"

@@ -56,6 +56,7 @@ def layout(preset=None, **query):
                            "field's items by commas (model.hidden: 32, 32 | 64).",
                            className="small muted"),
                     *[html.Div(className="sweep-row", children=[
+                        html.Label(f"Sweep field {i + 1} and its values", className="sr-only"),
                         dcc.Dropdown(id={"type": "sweep-field", "row": i}, clearable=True,
                                      placeholder="field", className="field-input"),
                         dcc.Input(id={"type": "sweep-values", "row": i}, type="text",

@@ -143,9 +143,10 @@ def page(sid: int, initial: dict, overlap: str, view: dict) -> html.Div:
         html.H1(view["title"], id="study-title"),
         html.Span(view["chip"], id="study-chip"),
         html.Div(className="grow"),
-        dcc.Link("Edit and resubmit", href=f"/new?from={sid}", id="study-resubmit",
-                 className="button ghost button-link",
-                 title="Open the New study form with this study's spec filled in"),
+        html.Span(dcc.Link("Edit and resubmit", href=f"/new?from={sid}", id="study-resubmit",
+                           className="button ghost button-link",
+                           title="Open the New study form with this study's spec filled in"),
+                  id="study-resubmit-box", hidden=view.get("resubmit_hidden", True)),
         html.Button("Cancel", id="study-cancel", className="button ghost",
                     hidden=view["cancel_hidden"]),
         html.Button("Retry", id="study-retry", className="button ghost",
@@ -433,6 +434,7 @@ VIEW_OUTPUTS = [
     ("verdict", Output("study-verdict", "children")),
     ("lds_note", Output("lds-note", "children")),
     ("decomp_sentence", Output("decomp-sentence", "children")),
+    ("resubmit_hidden", Output("study-resubmit-box", "hidden")),
 ]
 VIEW_KEYS = [key for key, _ in VIEW_OUTPUTS]
 SELECTOR_KEYS = ["method_options", "method", "alpha_options", "alpha", "test_max", "test",
@@ -448,7 +450,8 @@ def blank_view(sid: int) -> dict:
             "alpha_options": [], "alpha": None, "test_max": None, "test": None,
             "spectra_options": [], "spectra_methods": [], "block_options": [], "block": None,
             "k_options": [], "k": None, "provenance": None, "warnings": None,
-            "verdict": None, "lds_note": None, "decomp_sentence": None}
+            "verdict": None, "lds_note": None, "decomp_sentence": None,
+            "resubmit_hidden": True}
 
 
 def study_view(client, sid: int, initial: dict | None, current: dict | None = None,
@@ -486,7 +489,8 @@ def study_view(client, sid: int, initial: dict | None, current: dict | None = No
     view = {"title": f"#{sid} {detail.get('name') or ''}".strip(), "chip": chip(state),
             "status": _status_block(detail, position), "error": error,
             "cancel_hidden": not active,
-            "retry_hidden": not logic.retry_helps(detail)[0], "delete_hidden": active}
+            "retry_hidden": not logic.retry_helps(detail)[0], "delete_hidden": active,
+            "resubmit_hidden": False}
     if old_meta and old_meta.get("ready") and meta.get("ready") and \
             old_meta.get("spec_hash") == meta.get("spec_hash"):
         # nothing new for the figures: leave the selectors as they are

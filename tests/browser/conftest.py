@@ -118,8 +118,16 @@ class Page:
                 if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
-    def open(self, path: str) -> None:
-        self.page.goto(self.base + path)
+    def open(self, path: str) -> int | None:
+        """Navigate; the HTTP status of the page."""
+        response = self.page.goto(self.base + path)
+        return response.status if response is not None else None
+
+    def forget_own_404(self) -> None:
+        """A page served with HTTP 404 (on purpose) makes Chromium log one console error
+        for the document itself; drop exactly that one."""
+        own = "console: Failed to load resource: the server responded with a status of 404"
+        self.errors = [e for e in self.errors if not e.startswith(own)]
 
     def wait_graph(self, graph_id: str, timeout: float = 60_000, text: str | None = None):
         """Wait until the graph holds a real figure (optionally with ``text`` in its

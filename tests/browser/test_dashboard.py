@@ -5,6 +5,7 @@ validation with the API's messages, submitting, and the new study in the list.""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,10 @@ from tests.browser.conftest import SMALL
 pytestmark = pytest.mark.integration
 
 METHODS = ["H", "GGN", "GGN-blockdiag", "EK-FAC", "K-FAC", "GGN-diag", "identity"]
-FIGURES = ["fig-lds", "fig-gt", "fig-spectra", "fig-align", "fig-decomp", "fig-examples",
-           "fig-heat-H", "fig-heat-GGN", "fig-heat-H-GGN"]
+FIGURES = ["fig-verdict", "fig-lds", "fig-gt", "fig-spectra", "fig-align", "fig-decomp",
+           "fig-examples", "fig-loss", "fig-heat-H", "fig-heat-GGN", "fig-heat-H-GGN"]
+#: the study's blocks named by shape (SMALL: 64 inputs, one hidden layer of 8, 10 classes)
+LAYER0, LAYER2 = "Linear 64→8", "Linear 8→10"
 
 
 def test_every_page_loads_without_console_errors(tab, service):
@@ -32,9 +35,12 @@ def test_every_page_loads_without_console_errors(tab, service):
          .wait_for()),
     ]
     for name, path, ready in pages:
-        tab.open(path)
+        status = tab.open(path)
         ready()
         tab.screenshot(name)
+        if name == "not-found":
+            assert status == 404
+            tab.forget_own_404()
         tab.assert_clean()
 
 
@@ -59,8 +65,8 @@ def test_block_and_method_selectors_change_the_spectra(tab, service):
     before = tab.wait_graph("fig-spectra", text="whole matrix")
     assert {"H", "K-FAC", "H (negative, |λ|)"} <= {t["name"] for t in before}
     tab.page.click("#spectra-block")
-    tab.page.get_by_role("option", name="block layer2").click()
-    after = tab.wait_graph("fig-spectra", text="block layer2")
+    tab.page.get_by_role("option", name=f"block {LAYER2}").click()
+    after = tab.wait_graph("fig-spectra", text=f"block {LAYER2}")
     assert sum(t["n"] for t in after) < sum(t["n"] for t in before)   # 90 of 610 eigenvalues
     tab.page.locator("#spectra-methods").get_by_text("K-FAC", exact=True).click()
     tab.page.wait_for_function(
@@ -75,7 +81,7 @@ def test_permalink_restores_the_view_and_the_dark_theme_reaches_the_figures(tab,
     sid = service.studies[0]["id"]
     tab.open(f"/studies/{sid}?method=GGN&test=5&block=layer0&k=5&overlap=eigenbasis")
     tab.wait_graph("fig-gt", text="GGN, test point 5")
-    tab.wait_graph("fig-spectra", text="block layer0")
+    tab.wait_graph("fig-spectra", text=f"block {LAYER0}")
     tab.wait_graph("fig-align", text="top-5")
     light = tab.layout("fig-lds")["paper_bgcolor"]
     tab.page.click("#theme-toggle")
@@ -206,8 +212,9 @@ def test_a_sweep_from_the_form_opens_a_compare_page_that_waits_for_its_studies(t
 
 
 def test_a_missing_study_reads_as_the_apis_message(tab, service):
-    tab.open("/studies/987654")
+    assert tab.open("/studies/987654") == 404                      # the HTTP status too
     tab.page.locator("#study-error").get_by_text("There is no study with id 987654.").wait_for()
+    tab.forget_own_404()
     assert tab.page.locator("#study-body").is_hidden()
     tab.screenshot("study-missing")
     tab.open(f"/compare?ids={service.studies[0]['id']},987654")
@@ -290,3 +297,179 @@ def test_ticks_survive_the_polls_of_a_running_study_and_jobs_shows_the_busy_work
         tab.assert_clean()
     finally:
         service.http.post(f"/api/v1/studies/{sid}/cancel")
+
+
+# -- issue 12: the answer at a glance, honest charts, warnings, a run table, access -----------
+def _results(service, sid: int) -> dict:
+    return service.http.get(f"/api/v1/studies/{sid}/results").json()
+
+
+def test_the_verdict_panel_shows_groundtruth_hierarchy_and_the_warnings(tab, service):
+    """The verdict panel's table and chart hold exactly results.json's groundtruth.hierarchy
+    (paired differences, intervals, verdicts per α); every warning is a banner; every
+    figure has a caption; the waterfalls are coloured by meaning."""
+    from frontend.figures.study import BAD, GOOD
+    from frontend.figures.verdict import LINK_WORDS, study_warnings
+
+    sid = service.studies[0]["id"]
+    results = _results(service, sid)
+    tab.open(f"/studies/{sid}")
+    traces = tab.wait_graph("fig-verdict")
+    hierarchy = results["groundtruth"]["hierarchy"]
+    shown = tab.page.evaluate(
+        """() => Array.from(document.querySelectorAll('#verdict-table tbody tr')).map(tr => ({
+            link: tr.dataset.link, cells: Array.from(tr.querySelectorAll('td[data-verdict]'))
+              .map(td => ({alpha: td.dataset.alpha, verdict: td.dataset.verdict,
+                           text: td.innerText}))}))""")
+    for alpha, check in hierarchy.items():
+        for pair in check["pairs"]:
+            row = next(r for r in shown if r["link"] == f"{pair['higher']}|{pair['lower']}")
+            cell = next(c for c in row["cells"] if c["alpha"] == alpha)
+            assert cell["verdict"] == pair["verdict"]
+            assert cell["text"].startswith(LINK_WORDS[pair["verdict"]])
+            assert f"{pair['value']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}]" \
+                in cell["text"]
+    drawn = tab.page.evaluate(
+        """() => document.querySelector('#fig-verdict .js-plotly-plot')._fullData
+            .map(t => ({name: t.name, y: Array.from(t.y), x: Array.from(t.x)}))""")
+    assert [t["name"] for t in drawn] == [f"α = {a}" for a in hierarchy]
+    for trace, check in zip(drawn, hierarchy.values(), strict=True):
+        assert trace["y"] == pytest.approx([p["value"] for p in check["pairs"]], abs=1e-12)
+    assert len(traces) == len(hierarchy)
+    headline = tab.page.locator("#verdict-headline").inner_text()
+    assert ("holds at every α" in headline) == all(c["holds"] for c in hierarchy.values())
+    sentence = tab.page.locator("#verdict-decomposition").inner_text()
+    shares = results["decomposition"]["ggn_to_kfac"]
+    assert f"{100 * shares['cross_layer_share']:.0f} % is cross-layer" in sentence
+    codes = tab.page.evaluate("() => Array.from(document.querySelectorAll("
+                              "'#study-warnings [data-code]')).map(e => e.dataset.code)")
+    assert codes == [w["code"] for w in study_warnings(results)]
+    if results.get("known_pitfalls"):
+        assert "known pitfalls" in tab.page.locator("#study-pitfalls").inner_text()
+    for graph_id in FIGURES:                                        # a caption under each
+        card = tab.page.locator(f"#{graph_id}").locator("xpath=ancestor::section[1]")
+        assert card.locator(".figure-note").count() >= 1, graph_id
+    assert "numerically zero" in tab.page.locator("#spectra-note").inner_text()
+    colors = tab.page.evaluate(
+        """() => document.querySelector('#fig-decomp .js-plotly-plot')._fullData
+            .filter(t => t.meta === 'waterfall')
+            .map(t => ({y: Array.from(t.y), c: t.marker.color}))""")
+    frobenius, lost = colors
+    assert set(frobenius["c"]) == {BAD}                             # growing error is bad
+    assert lost["c"] == [BAD if v > 0 else GOOD for v in lost["y"]]
+    tab.assert_clean()
+
+
+def test_an_out_of_range_test_point_says_so_and_never_puts_nan_in_the_url(tab, service):
+    sid = service.studies[0]["id"]
+    n_test = _results(service, sid)["n_test"]
+    tab.open(f"/studies/{sid}?test={n_test + 100}")
+    note = tab.page.locator("#study-test-note")
+    note.get_by_text(f"Test point {n_test + 100} does not exist").wait_for()
+    box = tab.page.locator("#study-test")
+    box.fill("")
+    note.get_by_text("Type a test point").wait_for()
+    tab.page.wait_for_timeout(800)
+    assert "NaN" not in tab.page.url
+    box.fill("3")
+    tab.wait_graph("fig-gt", text="test point 3")
+    assert "test=3" in tab.page.url
+    tab.assert_clean()
+
+
+def test_run_table_sorts_by_a_clicked_metric_chooses_columns_and_exports_csv(tab, service):
+    first, second = service.studies
+    tab.open("/")
+    head = tab.page.locator("""[id='{"key":"lds:K-FAC:0.5","type":"studies-sort-head"}']""")
+    head.click()
+    tab.page.wait_for_url(re.compile(r"sort=-lds:K-FAC:0.5"))
+    lds = {s["id"]: service.http.get(f"/api/v1/studies/{s['id']}").json()["summary"][
+        "methods"]["K-FAC"]["lds"]["0.5"] for s in service.studies}
+    tab.page.wait_for_function(
+        "ids => Array.from(document.querySelectorAll('tr[data-study]'))"
+        ".map(r => +r.dataset.study).slice(0, 2).join() === ids",
+        arg=",".join(str(i) for i in sorted(lds, key=lambda i: -lds[i])))
+    head = tab.page.locator("""[id='{"key":"lds:K-FAC:0.5","type":"studies-sort-head"}']""")
+    head.click()                                                   # again: reversed
+    tab.page.wait_for_url(re.compile(r"sort=lds:K-FAC:0.5"))
+    tab.page.click("#studies-cols")
+    tab.page.get_by_role("option", name="residual to H: K-FAC").click()
+    tab.page.keyboard.press("Escape")
+    tab.page.wait_for_url(re.compile(r"cols=residual:K-FAC"))
+    tab.page.locator("th button", has_text="K-FAC").first.wait_for()
+    with tab.page.expect_download() as download:
+        tab.page.click("#studies-export")
+    text = open(download.value.path(), encoding="utf-8").read().splitlines()
+    assert text[0] == "id,name,residual:K-FAC"
+    assert {line.split(",")[0] for line in text[1:]} >= {str(first["id"]), str(second["id"])}
+    tab.page.reload()                                              # the URL restores it
+    tab.page.locator("th.col-group", has_text="residual to H").wait_for()
+    assert "LDS α = 0.5" not in tab.page.locator("thead").inner_text()  # not chosen now
+    tab.assert_clean()
+
+
+A11Y_JS = (Path(__file__).parent / "a11y_checks.js").read_text(encoding="utf-8")
+
+
+def test_every_page_in_both_themes_at_both_widths_fits_reads_and_tabs(browser, service):
+    """No horizontal overflow at 1440 and 390 px, lang on <html>, an accessible name on every
+    input, WCAG AA contrast of every text in both themes, no plotly toolbar button in the Tab
+    order and no "Share chart"; 404 for an unknown page. Screenshots of each into
+    artifacts/screenshots/<page>-<theme>-<width>.png."""
+    from tests.browser.conftest import Page
+
+    first, second = (s["id"] for s in service.studies)
+    pages = [("studies", "/", "tr[data-study]"),
+             ("study", f"/studies/{first}", "#fig-verdict .js-plotly-plot"),
+             ("compare", f"/compare?ids={first},{second}", "#compare-fig-lds .js-plotly-plot"),
+             ("new-study", "/new", "#new-validation .alert"),
+             ("jobs", "/jobs", "tr[data-worker]"),
+             ("not-found", "/no/such/page", "text=Nothing here")]
+    problems = []
+    for theme in ("light", "dark"):
+        for width in (1440, 390):
+            context = browser.new_context(viewport={"width": width, "height": 900})
+            tab = Page(context.new_page(), service.base)
+            tab.page.set_default_timeout(60_000)
+            tab.open("/jobs")
+            tab.page.evaluate(f"localStorage.setItem('app-state', "
+                              f"JSON.stringify({{theme: '{theme}'}}))")
+            for name, path, ready in pages:
+                status = tab.open(path)
+                tab.page.wait_for_selector(ready)
+                tab.page.wait_for_timeout(300)
+                assert tab.page.evaluate("document.documentElement.dataset.theme") == theme
+                tab.screenshot(f"{name}-{theme}-{width}")
+                report = tab.page.evaluate(A11Y_JS)
+                where = f"{name} {theme} {width}px"
+                if report["width"] > width:
+                    problems.append(f"{where}: {report['width']} px wide")
+                if report["lang"] != "en":
+                    problems.append(f"{where}: lang={report['lang']!r}")
+                if report["n_unnamed"]:
+                    problems.append(f"{where}: inputs without a name {report['unnamed']}")
+                if report["n_contrast"]:
+                    problems.append(f"{where}: low contrast {report['contrast']}")
+                if report["modebar_tab_stops"] or report["share"]:
+                    problems.append(f"{where}: toolbar {report}")
+                assert status == (404 if name == "not-found" else 200), where
+                if name == "not-found":
+                    tab.forget_own_404()
+            tab.assert_clean()
+            context.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_keyboard_reaches_the_study_pages_controls_before_any_chart(tab, service):
+    sid = service.studies[0]["id"]
+    tab.open(f"/studies/{sid}")
+    tab.wait_graph("fig-verdict")
+    reached = []
+    for _ in range(16):
+        tab.page.keyboard.press("Tab")
+        reached.append(tab.page.evaluate(
+            "() => { const e = document.activeElement; return (e.closest('[id]') || e).id + "
+            "(e.closest('.modebar') ? ' modebar' : ''); }"))
+    assert not [r for r in reached if "modebar" in r], reached
+    assert any(r.startswith("study-method") for r in reached), reached
+    tab.assert_clean()
