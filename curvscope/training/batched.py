@@ -55,7 +55,13 @@ def _activation(name: str):
 
 
 class StackedMLP:
-    """B MLPs of one architecture, parameters stacked per layer."""
+    """B MLPs of one architecture, parameters stacked per layer in ONE flat buffer.
+
+    The buffer holds, layer by layer, W_l of every model (B × out × in, contiguous) then b_l
+    (B × out), so each layer's weights are one contiguous batch for ``torch.bmm`` and the whole
+    optimizer update is a handful of operations on one long vector (``flat``). Gradients live in
+    a second buffer of the same layout (``grad_flat``) that the backward pass writes in place.
+    """
 
     def __init__(self, model: nn.Sequential, theta: torch.Tensor):
         self.layout = ParameterLayout.from_model(model, "layer")
@@ -64,10 +70,31 @@ class StackedMLP:
         for index, module in enumerate(modules):
             if isinstance(module, nn.Linear) and index + 1 < len(modules):
                 self.activations.append(_activation(type(modules[index + 1]).__name__))
+        self.n_models = theta.shape[0]
+        self.flat = torch.empty(theta.numel(), dtype=theta.dtype, device=theta.device)
+        self.grad_flat = torch.zeros_like(self.flat)
+        self.weights, self.biases = self._views(self.flat)
+        self.grad_weights, self.grad_biases = self._views(self.grad_flat)
         params = self.layout.unflatten(theta)
-        self.weights = [params[f"{b.module_name}.weight"].contiguous() for b in self.layout.blocks]
-        self.biases = [params[f"{b.module_name}.bias"].contiguous() if b.has_bias else None
-                       for b in self.layout.blocks]
+        for block, W, b in zip(self.layout.blocks, self.weights, self.biases, strict=True):
+            W.copy_(params[f"{block.module_name}.weight"])
+            if b is not None:
+                b.copy_(params[f"{block.module_name}.bias"])
+
+    def _views(self, flat: torch.Tensor):
+        weights, biases, offset, B = [], [], 0, self.n_models
+        for block in self.layout.blocks:
+            size = block.out_features * block.in_features
+            weights.append(flat[offset : offset + B * size].view(
+                B, block.out_features, block.in_features))
+            offset += B * size
+            if block.has_bias:
+                biases.append(flat[offset : offset + B * block.out_features].view(
+                    B, block.out_features))
+                offset += B * block.out_features
+            else:
+                biases.append(None)
+        return weights, biases
 
     def theta(self) -> torch.Tensor:
         values = {}
@@ -83,32 +110,33 @@ class StackedMLP:
         tape = []
         a = x
         for index, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = torch.bmm(a, W.transpose(1, 2))
-            if b is not None:
-                z += b.unsqueeze(1)
+            if b is not None:  # z = b + a Wᵀ in one batched GEMM
+                z = torch.baddbmm(b.unsqueeze(1), a, W.transpose(1, 2))
+            else:
+                z = torch.bmm(a, W.transpose(1, 2))
             if keep:
                 tape.append((a, z))
             a = self.activations[index][0](z) if index < len(self.activations) else z
         return a, tape
 
     def gradients(self, x: torch.Tensor, y: torch.Tensor):
-        """(∂W_l, ∂b_l) of the per-model mean cross-entropy on (x, y) (B × n × F, B × n)."""
+        """(∂W_l, ∂b_l) of the per-model mean cross-entropy on (x, y) (B × n × F, B × n),
+        written into ``grad_flat`` (the returned tensors are its views)."""
         logits, tape = self.forward(x, keep=True)
         delta = torch.softmax(logits, dim=-1)
         delta.scatter_add_(-1, y.unsqueeze(-1), -torch.ones_like(y, dtype=delta.dtype)
                            .unsqueeze(-1))
         delta /= x.shape[1]
-        grads_W, grads_b = [None] * len(self.weights), [None] * len(self.weights)
         for index in range(len(self.weights) - 1, -1, -1):
             a_prev, _ = tape[index]
-            grads_W[index] = torch.bmm(delta.transpose(1, 2), a_prev)
+            torch.bmm(delta.transpose(1, 2), a_prev, out=self.grad_weights[index])
             if self.biases[index] is not None:
-                grads_b[index] = delta.sum(1)
+                torch.sum(delta, 1, out=self.grad_biases[index])
             if index > 0:
                 z_prev, a_prev_out = tape[index - 1][1], tape[index][0]
                 delta = self.activations[index - 1][1](torch.bmm(delta, self.weights[index]),
                                                        z_prev, a_prev_out)
-        return grads_W, grads_b
+        return self.grad_weights, self.grad_biases
 
     def point_losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-point cross-entropy (B × n) of every model on shared inputs x (n × F)."""
@@ -152,8 +180,8 @@ def train_many(
     net = StackedMLP(model, theta)
     index = torch.as_tensor(np.stack(subsets), device=device, dtype=torch.long)
     generators = [shuffle_generator(s) for s in seeds]
-    params = net.weights + [b for b in net.biases if b is not None]
-    buffers = [torch.zeros_like(p) for p in params]
+    params, grads = net.flat, net.grad_flat
+    buffer = torch.zeros_like(params)
     steps_per_epoch = math.ceil(size / spec.batch_size)
     total_steps = steps_per_epoch * spec.epochs
     keep = set(spec.checkpoint_epochs())
@@ -163,15 +191,17 @@ def train_many(
         order = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)
         for start in range(0, size, spec.batch_size):
             rows = index.gather(1, order[:, start : start + spec.batch_size])
-            grads_W, grads_b = net.gradients(X[rows], y[rows])
-            grads = grads_W + [g for g in grads_b if g is not None]
+            net.gradients(X[rows], y[rows])
             if spec.weight_decay:
-                torch._foreach_add_(grads, params, alpha=spec.weight_decay)
-            torch._foreach_mul_(buffers, spec.momentum)
-            torch._foreach_add_(buffers, grads)
-            torch._foreach_add_(params, buffers, alpha=-learning_rate(spec, step, total_steps))
+                grads.add_(params, alpha=spec.weight_decay)
+            # the single trainer's buffer = momentum·buffer + g; θ = θ − lr·buffer, on the flat
+            # buffers of all models at once
+            buffer.mul_(spec.momentum).add_(grads)
+            params.add_(buffer, alpha=-learning_rate(spec, step, total_steps))
             step += 1
-        finite = torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
+        finite = torch.stack([torch.isfinite(p.reshape(n_models, -1)).all(1)
+                              for p in net.weights + [b for b in net.biases if b is not None]]
+                             ).all(0)
         if not finite.all():
             bad = (~finite).nonzero().flatten().tolist()
             raise TrainingDivergedError(diverged_message(epoch, spec) +
