@@ -151,7 +151,15 @@ def report(
     path = study_dir / "results.json"
     if not path.exists():
         raise UserError(f"{path} does not exist: give the --out folder of a finished run")
-    out.print(markdown_report(json.loads(path.read_text())), markup=False, highlight=False)
+    try:
+        text = markdown_report(path)  # validated and upgraded through curvscope.results
+    except ValidationError as exc:
+        raise UserError(f"{path} does not follow the results contract:\n"
+                        + "\n".join(f"  {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors()[:10])) from None
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} cannot be read as results: {exc}") from None
+    out.print(text, markup=False, highlight=False)
 
 
 @app.command()

@@ -108,6 +108,7 @@ def images_name(part: Literal["test", "train"]) -> str:
 
 SPLIT_TRAIN = "split/train"  # row indices of the attributed training points in the data set
 SPLIT_TEST = "split/test"  # row indices of the test points
+SPLIT_FIT = "split/fit"  # rows the model was fitted on, when data.split != "shared"
 TEST_LOSSES = "test_losses"  # the trained model's loss on each test point
 
 #: The kinds of array names, as the part before the first "/".
@@ -399,6 +400,7 @@ class StudyResults(_Open):
     known_pitfalls: list[str] = Field(default_factory=list)
     images: ImagesInfo | None = None
     array_names: list[str] | None = None
+    data_split: dict[str, Any] | None = None
 
     # ----- questions readers ask ----------------------------------------------------------
     @property

@@ -44,6 +44,7 @@ from curvscope.models import ParameterLayout, build_mlp
 from curvscope.registry import CHAIN, dense_methods, get_method
 from curvscope.results import (
     SCHEMA_VERSION,
+    SPLIT_FIT,
     SPLIT_TEST,
     SPLIT_TRAIN,
     TEST_LOSSES,
@@ -60,14 +61,18 @@ from curvscope.results import (
     retrained_losses_name,
     scores_name,
 )
+from curvscope.sizes import (  # noqa: F401  (re-exported: the closed-form sizes live there)
+    DENSE_MATRICES_PER_METHOD,
+    DENSE_OVERHEAD_MATRICES,
+    estimate_dense_memory_bytes,
+    mlp_n_params,
+)
 from curvscope.spec import FISHER_METHODS, StudySpec, known_pitfalls
 from curvscope.storage import StageCache, write_json_atomic, write_npz_atomic
 from curvscope.training import train_model
 
 Progress = Callable[[str, float], None]
 
-DENSE_MATRICES_PER_METHOD = 3  # the matrix, its eigenvectors, LAPACK workspace
-DENSE_OVERHEAD_MATRICES = 3  # diagnostics: one structured method materialised + differences
 
 
 class MemoryBudgetError(ValueError):
@@ -82,15 +87,6 @@ class StudyResult:
 
 def default_memory_budget_bytes() -> int:
     return psutil.virtual_memory().total // 2
-
-
-def estimate_dense_memory_bytes(n_params: int, methods: list[str], itemsize: int = 8) -> int:
-    """Peak bytes of the d × d matrices a study with these methods holds at once."""
-    n_dense = len(dense_methods(methods))
-    if n_dense == 0:
-        return 0
-    matrices = n_dense * DENSE_MATRICES_PER_METHOD + DENSE_OVERHEAD_MATRICES
-    return matrices * n_params * n_params * itemsize
 
 
 def memory_budget_bytes(spec: StudySpec) -> int:
@@ -120,8 +116,7 @@ def estimate_study(spec: StudySpec) -> dict:
     retrained models and model-epochs. Loads (and so validates) the data; raises
     ``MemoryBudgetError`` when a dense method would not fit."""
     data = load_data(spec.data)
-    model = build_mlp(data.n_features, data.n_classes, spec.model, seed=0)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = mlp_n_params(data.n_features, data.n_classes, spec.model.hidden, spec.model.bias)
     need = check_memory_budget(spec, n_params)
     gt = spec.groundtruth
     n_models = len(gt.alphas) * gt.n_subsets * gt.n_seeds if gt.enabled else 0
@@ -557,7 +552,7 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
     arrays |= {SPLIT_TRAIN: data.train_idx, SPLIT_TEST: data.test_idx,
                TEST_LOSSES: test_losses}
     if data.split != "shared":  # the rows the model was fitted on (loader 1's)
-        arrays["split/fit"] = data.fit_idx
+        arrays[SPLIT_FIT] = data.fit_idx
     if data.images is not None:
         arrays[images_name("test")] = data.images[data.test_idx]
         arrays[images_name("train")] = data.images[data.train_idx]

@@ -132,6 +132,22 @@ def test_report_prints_the_lds_table(quick_run):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+def test_report_reads_the_golden_fixture_and_refuses_broken_results(tmp_path):
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "fixtures" / "golden"
+    proc = curvscope("report", str(golden))
+    assert proc.returncode == 0, proc.stderr
+    assert "eigenvalue-mismatch share" in proc.stdout and "frobenius_squared" in proc.stdout
+    assert "`few_test_points`" in proc.stdout  # the warnings are listed
+    broken = json.loads((golden / "results.json").read_text())
+    del broken["methods"]["K-FAC"]["spectrum"]
+    (tmp_path / "results.json").write_text(json.dumps(broken))
+    proc = curvscope("report", str(tmp_path))
+    assert proc.returncode == 2 and "results contract" in proc.stderr
+    assert "methods.K-FAC.spectrum" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_mismatched_rerun_into_the_same_folder_is_refused(quick_run):
     root, results, _, _ = quick_run
     config = root / "other.toml"

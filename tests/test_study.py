@@ -118,3 +118,36 @@ def test_cache_keys_hold_the_code_version_so_a_fix_never_reuses_a_stale_stage(
     monkeypatch.setattr(study, "CODE_VERSION", study.CODE_VERSION + 1)
     fixed = run_study(spec, cache_dir=tmp_path)
     assert set(fixed.results["cache"].values()) == {"computed"}
+
+
+@pytest.mark.parametrize("hidden,bias", [([64, 32], True), ([16, 16], True), ([], False),
+                                         ([7, 3, 5], False)])
+def test_closed_form_parameter_count_matches_the_built_model(hidden, bias):
+    from curvscope.models import ModelSpec, build_mlp
+    from curvscope.sizes import mlp_n_params
+
+    model = build_mlp(13, 4, ModelSpec(hidden=hidden, bias=bias), seed=0)
+    assert mlp_n_params(13, 4, hidden, bias) == sum(p.numel() for p in model.parameters())
+
+
+def test_closed_form_estimate_agrees_with_the_loaded_data():
+    from curvscope.data import load_data
+    from curvscope.data.split import n_test_rows
+    from curvscope.sizes import BUILTIN_SHAPES, closed_form_estimate, n_test_rows as closed
+    from curvscope.study import estimate_study
+
+    for name, (rows, features, classes) in BUILTIN_SHAPES.items():
+        data = load_data(resolve_spec({"data": {"name": name}}).data)
+        assert (data.n_train + data.n_test, data.n_features, data.n_classes) == (
+            rows, features, classes)
+    for fraction in (0.001, 0.1, 0.25, 0.5):
+        assert closed(1797, fraction) == n_test_rows(1797, fraction)
+    for spec in (resolve_spec(preset="quick"), resolve_spec(preset="paper"),
+                 resolve_spec({"data": {"name": "gaussian_mixture", "n_samples": 300,
+                                        "n_features": 5, "n_classes": 4},
+                               "model": {"hidden": [9]}})):
+        closed_form, loaded = closed_form_estimate(spec), estimate_study(spec)
+        for key in ("n_params", "n_train", "n_test", "dense_memory_bytes",
+                    "n_retrained_models", "retrained_model_epochs"):
+            assert closed_form[key] == loaded[key], key
+        assert closed_form["retraining_gflop"] == pytest.approx(loaded["retraining_gflop"])
