@@ -45,6 +45,25 @@ def _problem_response(request: Request, problem: Problem) -> JSONResponse:
                         media_type=PROBLEM_MEDIA_TYPE, headers=problem.headers)
 
 
+def allowed_methods(app, scope) -> list[str]:
+    """Every method the OpenAPI document names for this path (Starlette names only the
+    first matching route's, but GET and POST of one path are two routes)."""
+    import re
+
+    table = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, item in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            table.append((re.compile(f"^{pattern}$"), sorted(m.upper() for m in item)))
+        app.state.allow_table = table
+    path = scope.get("path", "")
+    for pattern, methods in table:
+        if pattern.match(path):
+            return methods
+    return ["GET"]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
@@ -67,7 +86,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             detail = f"Nothing is served at {request.method} {request.url.path}."
         elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
+            allowed = allowed_methods(request.app, request.scope)
+            detail = (f"{request.method} is not allowed on {request.url.path}; allowed: "
+                      f"{', '.join(allowed)}.")
+            return _problem_response(request, Problem(
+                405, detail, title=TITLES.get(405), headers={"Allow": ", ".join(allowed)}))
         else:
             detail = str(exc.detail)
         return _problem_response(request, Problem(

@@ -277,3 +277,55 @@ def test_the_heartbeat_writes_last_seen(wsettings, monkeypatch):
         beat.stopped.set()
         beat.join(5)
     assert not beat.is_alive()
+
+
+def test_a_shutdown_noticed_after_the_chunk_is_done_does_not_fail_the_study(wsettings,
+                                                                          monkeypatch):
+    """The shutdown signal lands between the chunk's last step and its final progress report:
+    the chunk stays done, the study running, the finalize owed and sent, no error."""
+    from backend import crud
+    from worker import tasks
+
+    sid = add_study(wsettings, tiny(training={"seed": 18}, groundtruth={
+        "n_subsets": 3, "subsets_per_task": 3}))
+    tasks.start_study(sid)
+    original = crud.chunk_done
+
+    def then_shutdown(*args, **kwargs):
+        won = original(*args, **kwargs)
+        tasks.shutting_down.set()          # SIGTERM right now
+        return won
+
+    monkeypatch.setattr(crud, "chunk_done", then_shutdown)
+    try:
+        assert tasks.retrain_chunk(sid, 0)["outcome"] == "done"
+    finally:
+        tasks.shutting_down.clear()
+    study = get(wsettings, sid)
+    assert study.state == "running" and study.error is None
+    assert study.chunks[0].state == "done" and study.finalize_enqueued
+    assert study.finalize_sent_at is not None
+
+
+def test_a_broker_that_is_down_leaves_the_work_owed_not_failed(wsettings, monkeypatch):
+    """start_study and a chunk with the broker gone: no Reject, no failure; the messages stay
+    owed and the sweeper sends them once the broker answers."""
+    from backend import outbox
+    from worker import tasks
+
+    sid = add_study(wsettings, tiny(training={"seed": 19}))
+    alive = wsettings
+    dead = wsettings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    monkeypatch.setattr(tasks, "settings", dead)
+    assert tasks.start_study(sid)["outcome"] == "started"         # chunks owed, not sent
+    assert tasks.retrain_chunk(sid, 0)["outcome"] == "done"
+    assert tasks.retrain_chunk(sid, 1)["outcome"] == "done"       # the finalize is owed
+    study = get(wsettings, sid)
+    assert study.state == "running" and study.error is None
+    assert study.finalize_enqueued and study.finalize_sent_at is None
+    assert broker_status(alive)["pending_messages"] == 0
+    sent = outbox.sweep(alive.model_copy(update={"outbox_grace_s": 0}))
+    assert sent.finalize == [sid]
+    assert broker_status(alive)["pending_messages"] == 1 + 0      # chunks done: not re-sent
+    monkeypatch.setattr(tasks, "settings", alive)
+    assert tasks.finalize_study(sid)["outcome"] == "succeeded"

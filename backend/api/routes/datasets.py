@@ -186,12 +186,12 @@ def _get(session, dataset_id: int) -> Dataset:
     return dataset
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, summary="One data set")
+@router.get("/{dataset_id:int}", response_model=DatasetOut, summary="One data set")
 def get_dataset(dataset_id: DatasetId, session: SessionDep) -> DatasetOut:
     return dataset_out(_get(session, dataset_id))
 
 
-@router.delete("/{dataset_id}", status_code=204, dependencies=[WriteAuth],
+@router.delete("/{dataset_id:int}", status_code=204, dependencies=[WriteAuth],
                summary="Delete a data set no queued or running study uses")
 def delete_dataset(request: Request, dataset_id: DatasetId) -> Response:
     with write_tx(request) as tx:

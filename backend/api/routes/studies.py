@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BeforeValidator, StringConstraints
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -50,6 +51,19 @@ SpecBody = Annotated[dict[str, Any], Body(
 MAX_ID = 2**31 - 1
 StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
 SORT_FIELDS = {"id", "created_at", "started_at", "finished_at", "name", "state", "progress"}
+SORT_PATTERN = r"^-?(" + "|".join(sorted(SORT_FIELDS)) + r")$"
+STATE_PATTERN = r"^(" + "|".join(STATES) + r")(,(" + "|".join(STATES) + r"))*$"
+IDS_PATTERN = r"^[0-9]{1,9}(,[0-9]{1,9})*$"
+
+
+def _iso_only(value: Any) -> Any:
+    """A query date-time is an RFC 3339 string, not a number read as a Unix time."""
+    if not isinstance(value, str) or not value[:4].isdigit() or "-" not in value:
+        raise ValueError("must be an RFC 3339 date-time such as 2026-12-01T09:30:00Z")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def _get(session, study_id: int) -> Study:
@@ -169,19 +183,21 @@ def _enqueue(request: Request, settings, studies: list[Study] | Study) -> None:
 @router.get("", response_model=StudyList, summary="List studies")
 def list_studies(
     session: SessionDep,
-    state: Annotated[list[str] | None, Query(
+    state: Annotated[list[Annotated[str, StringConstraints(pattern=STATE_PATTERN)]] | None, Query(
         description="Filter by state (repeat or comma-separate: state=running,queued).")] = None,
-    ids: Annotated[list[str] | None, Query(
+    ids: Annotated[list[Annotated[str, StringConstraints(pattern=IDS_PATTERN)]] | None, Query(
         description="Only these studies (repeat or comma-separate: ids=3,5,7), e.g. the "
         "studies of a sweep.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Name contains (case-"
                                    "insensitive).")] = None,
     spec_hash: Annotated[str | None, Query(max_length=32)] = None,
     preset: Annotated[str | None, Query(max_length=32)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    sort: Annotated[str, Query(description="Field, '-' prefix for descending: "
-                               + ", ".join(sorted(SORT_FIELDS)))] = "-created_at",
+    created_after: Annotated[IsoDatetime | None, Query(
+        description="Created at or after this RFC 3339 date-time.")] = None,
+    created_before: Annotated[IsoDatetime | None, Query(
+        description="Created before this RFC 3339 date-time.")] = None,
+    sort: Annotated[str, Query(pattern=SORT_PATTERN, description="Field, '-' prefix for "
+                               "descending: " + ", ".join(sorted(SORT_FIELDS)))] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> StudyList:
@@ -226,7 +242,7 @@ def list_studies(
     return StudyList(data=[study_out(s) for s in rows], count=count or 0)
 
 
-@router.get("/{study_id}", response_model=StudyDetail, summary="One study: state, stage, "
+@router.get("/{study_id:int}", response_model=StudyDetail, summary="One study: state, stage, "
             "progress, timings, error, chunks")
 def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
     return study_detail(_get(session, study_id))
@@ -244,7 +260,7 @@ def _succeeded(session, settings, study_id: int) -> Study:
     return study
 
 
-@router.get("/{study_id}/results", summary="results.json of a succeeded study",
+@router.get("/{study_id:int}/results", summary="results.json of a succeeded study",
             response_class=FileResponse, responses={200: {"content": {"application/json": {}}}})
 def get_results(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> FileResponse:
     _succeeded(session, settings, study_id)
@@ -252,7 +268,7 @@ def get_results(study_id: StudyId, session: SessionDep, settings: SettingsDep) -
                         media_type="application/json")
 
 
-@router.get("/{study_id}/arrays", response_model=ArrayList, summary="Names, shapes, dtypes "
+@router.get("/{study_id:int}/arrays", response_model=ArrayList, summary="Names, shapes, dtypes "
             "of the study's arrays")
 def list_study_arrays(study_id: StudyId, session: SessionDep, settings: SettingsDep) -> ArrayList:
     _succeeded(session, settings, study_id)
@@ -260,7 +276,7 @@ def list_study_arrays(study_id: StudyId, session: SessionDep, settings: Settings
     return ArrayList(data=items, count=len(items))
 
 
-@router.get("/{study_id}/arrays/{name:path}", summary="One array as JSON or .npy",
+@router.get("/{study_id:int}/arrays/{name:path}", summary="One array as JSON or .npy",
             responses={200: {"content": {"application/json": {}, "application/x-npy": {}}}})
 def get_array(request: Request, study_id: StudyId, name: str, session: SessionDep,
               settings: SettingsDep,
@@ -303,7 +319,7 @@ def get_array(request: Request, study_id: StudyId, name: str, session: SessionDe
                          "data": artifacts.json_safe(array)})
 
 
-@router.get("/{study_id}/export", summary="Export a study as CSV (per method and α) or JSON "
+@router.get("/{study_id:int}/export", summary="Export a study as CSV (per method and α) or JSON "
             "(the study record and its results)",
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
 def export_study(study_id: StudyId, session: SessionDep, settings: SettingsDep,
@@ -323,7 +339,7 @@ def _transition_problem(exc: crud.TransitionError, kind: str) -> Problem:
     return Problem(409, str(exc), kind=kind, state=exc.state)
 
 
-@router.post("/{study_id}/cancel", response_model=StudyOut, dependencies=[WriteAuth],
+@router.post("/{study_id:int}/cancel", response_model=StudyOut, dependencies=[WriteAuth],
              summary="Cancel a queued or running study (cooperatively)",
              responses={202: {"description": "Running: the worker stops at its next check."}})
 def cancel_study(request: Request, study_id: StudyId) -> JSONResponse:
@@ -337,7 +353,7 @@ def cancel_study(request: Request, study_id: StudyId) -> JSONResponse:
     return _reply(study, 200 if at_once else 202)
 
 
-@router.post("/{study_id}/retry", response_model=StudyOut, status_code=202,
+@router.post("/{study_id:int}/retry", response_model=StudyOut, status_code=202,
              dependencies=[WriteAuth], summary="Run a failed or cancelled study again "
              "(finished stages and chunks are reused from the cache), or send a queued one "
              "that never reached the broker")
@@ -353,7 +369,7 @@ def retry_study(request: Request, study_id: StudyId, settings: SettingsDep) -> J
     return _reply(study, 202)
 
 
-@router.delete("/{study_id}", status_code=204, dependencies=[WriteAuth],
+@router.delete("/{study_id:int}", status_code=204, dependencies=[WriteAuth],
                summary="Delete a finished study and its files")
 def delete_study(request: Request, study_id: StudyId, settings: SettingsDep) -> Response:
     with write_tx(request) as tx:
