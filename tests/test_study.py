@@ -151,3 +151,30 @@ def test_closed_form_estimate_agrees_with_the_loaded_data():
                     "n_retrained_models", "retrained_model_epochs"):
             assert closed_form[key] == loaded[key], key
         assert closed_form["retraining_gflop"] == pytest.approx(loaded["retraining_gflop"])
+
+
+def test_study_results_follow_the_contract_and_carry_general_warnings():
+    from curvscope.results import (
+        expected_array_names,
+        has_images,
+        load_results,
+        scores_name,
+    )
+
+    # 40 test points of 10 classes without signal, a model left at its initialisation
+    spec = small_spec(data={"name": "gaussian_mixture", "n_samples": 400, "n_classes": 10,
+                            "class_separation": 0.01},
+                      training={"lr": 1e-9, "epochs": 1},
+                      groundtruth={"n_subsets": 4, "n_seeds": 2, "n_bootstrap": 20})
+    result = run_study(spec)
+    r = load_results(result.results)
+    assert r.schema_version == 2 and r.array_names == list(result.arrays)
+    assert set(expected_array_names(r)) <= set(result.arrays)
+    assert not has_images(r) and r.images is None
+    assert result.arrays[scores_name("K-FAC")].shape == (40, 360)
+    codes = {w.code for w in r.warnings}
+    assert r.training.test_accuracy <= 0.15 and "accuracy_at_chance" in codes
+    assert "few_test_points" not in codes  # 40 test points
+    iris = load_results(run_study(small_spec(groundtruth={"enabled": False})).results)
+    assert [w.code for w in iris.warnings] == ["few_test_points"]  # 15 test points
+    assert iris.groundtruth is None
