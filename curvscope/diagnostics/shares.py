@@ -13,7 +13,9 @@ each with its formula in results (``decomposition.eigenvalue_mismatch_share``):
 - ``damped_operators``   the squared share on the damped operators each method really inverts:
   D_G = V diag(s_G) Vᵀ (G_bd's eigenpairs), D_E = Q diag(s_E) Qᵀ, D_K = Q diag(s_K) Qᵀ, where s
   is ``attribution.inverse.damped_spectrum``: e + λ (|e| + λ under rule abs), or for heuristic
-  K-FAC damping s_K = (σ + δ_S) ⊗ (α + δ_A);
+  K-FAC damping s_K = (σ + δ_S) ⊗ (α + δ_A). Under exact damping λI cancels in both
+  differences, so this equals ``frobenius_squared``; it differs where the methods receive
+  different damping (heuristic K-FAC, the official code's choice);
 - ``inverses``           the squared share on the inverses each method applies,
   W_M = V diag(w) Vᵀ with w the inverse rule's weights (1/s where kept, 0 where dropped):
   ‖W_E − W_K‖² / (‖W_Gbd − W_E‖² + ‖W_E − W_K‖²);
