@@ -230,13 +230,18 @@ class CurvatureContext:
         """tr F exactly, from the layer signals, no d × d matrix: a linear layer's block
         trace is (1/N) Σ_n Σ_k ‖g_{n,k}‖² ‖ā_n‖², and tr F is the sum over layers (for
         type2, F = G and this is tr G)."""
+        return float(self.fisher_trace_per_point(fisher_type, seed).sum()) / self.n_data
+
+    def fisher_trace_per_point(self, fisher_type: FisherType,
+                               seed: int | None = None) -> torch.Tensor:
+        """t_n = Σ_layers Σ_k ‖g_{n,k}‖² ‖ā_n‖², each point's contribution to N · tr F."""
         signals = self.signals(fisher_type, seed)
-        total = 0.0
+        total = torch.zeros(self.n_data, dtype=self.dtype, device=self.theta.device)
         for b in self.layer_layout.blocks:
             a = augmented_inputs(b, signals.inputs[b.module_name])
             g = signals.output_grads[b.module_name]
-            total += float(torch.einsum("kn,n->", g.square().sum(-1), a.square().sum(-1)))
-        return total / self.n_data
+            total += torch.einsum("kn,n->n", g.square().sum(-1), a.square().sum(-1))
+        return total
 
     def kronecker_factors(self, block: Block, fisher_type: FisherType | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Monte-Carlo Fisher diagnostics and per-method Fisher types (SCIENCE.md §7)."""
 
+import pytest
 import torch
 
 from curvscope.attribution import per_sample_gradients
@@ -21,6 +22,14 @@ def test_traces_are_exact_and_labels_counted():
     trace_mc = g.square().sum(1).mean().item()
     assert abs(diag["trace_mc"] - trace_mc) <= 1e-12 * trace_mc
     assert diag["trace_ratio_to_ggn"] == diag["trace_mc"] / diag["trace_ggn"]
+    # the trace's share from the differing draws and its effective number of points
+    per_point = g.square().sum(1)
+    differs = draws[:, 0] != argmax
+    assert diag["trace_share_of_differing_labels"] == \
+        pytest.approx((per_point[differs].sum() / per_point.sum()).item(), rel=1e-12)
+    assert diag["effective_points"] == \
+        pytest.approx((per_point.sum() ** 2 / per_point.square().sum()).item(), rel=1e-12)
+    assert 1 <= diag["effective_points"] <= 30 and 1 <= diag["effective_points_ggn"] <= 30
     assert diag["n_labels"] == 30 and diag["mc_samples"] == 1
     assert diag["n_labels_differ_from_argmax"] == int((draws[:, 0] != argmax).sum())
     assert 0 < diag["n_labels_differ_from_argmax"] < 30 and not diag["degenerate"]
