@@ -565,20 +565,42 @@ def split_errors(errors: list[dict], paths: list[str]) -> tuple[dict[str, str], 
 
 def time_estimate(estimate: dict, samples: list[tuple[float, float]] | None = None
                   ) -> tuple[float | None, str]:
-    """Seconds a study should take, and how that was estimated: the service's finished
-    studies (seconds per GFLOP, median) when there are any, else a CPU default."""
+    """Seconds a study should take, and how that was estimated.
+
+    A study's time is a fixed start-up cost plus its compute: t = a + g / r (g GFLOP). The
+    service's finished studies calibrate both: the rate r from their spread in GFLOP (when
+    they span at least a factor of 10) and the start-up a as the median of what is left;
+    else the rate stays the CPU default and only a is measured. Scaling the seconds per GFLOP
+    of small studies (mostly start-up) up to a large one overestimated it tenfold (4 h for a
+    study that ran 18 min)."""
     gflop = (estimate.get("retraining_gflop") or 0) + (estimate.get("dense_gflop") or 0)
     if gflop <= 0:
         return None, "no estimate"
-    rates = [s / g for g, s in (samples or []) if g and g > 0 and s and s > 0]
-    if rates:
-        rate = statistics.median(rates)
-        n = len(rates)
-        how = f"from {n} finished stud{'y' if n == 1 else 'ies'} on this service"
+    points = [(g, t) for g, t in (samples or []) if g and g > 0 and t and t > 0]
+    per_gflop = 1 / DEFAULT_GFLOP_PER_S
+    if not points:
+        return gflop * per_gflop, (f"assuming {DEFAULT_GFLOP_PER_S:g} GFLOP/s (one CPU "
+                                   "worker)")
+    gs = [g for g, _ in points]
+    n = len(points)
+    how = f"from {n} finished stud{'y' if n == 1 else 'ies'} on this service"
+    if n >= 2 and max(gs) / min(gs) >= 10:
+        mean_g = statistics.fmean(gs)
+        mean_t = statistics.fmean(t for _, t in points)
+        var = sum((g - mean_g) ** 2 for g in gs)
+        slope = sum((g - mean_g) * (t - mean_t) for g, t in points) / var
+        if slope > 0:
+            per_gflop = slope
+            how += f" (measured {1 / slope:.1f} GFLOP/s"
+        else:
+            how += f" ({DEFAULT_GFLOP_PER_S:g} GFLOP/s assumed"
     else:
-        rate = 1 / DEFAULT_GFLOP_PER_S
-        how = f"assuming {DEFAULT_GFLOP_PER_S:g} GFLOP/s (one CPU worker)"
-    return gflop * rate, how
+        how += f" (start-up measured; {DEFAULT_GFLOP_PER_S:g} GFLOP/s assumed"
+    start = max(0.0, statistics.median(t - g * per_gflop for g, t in points))
+    how += f", {fmt_seconds(start)} start-up)"
+    if gflop > 3 * max(gs):
+        how += f"; extrapolated beyond the largest ({max(gs):,.0f} GFLOP)"
+    return start + gflop * per_gflop, how
 
 
 def estimate_rows(estimate: dict) -> list[tuple[str, str]]:

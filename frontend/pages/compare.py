@@ -22,6 +22,13 @@ from frontend.components import (
 )
 from frontend.data import StudyNotReady, load_results
 from frontend.figures import compare_figure, diff_spec
+from frontend.figures.compare import (
+    differing_fields,
+    hierarchy_compare_figure,
+    hierarchy_verdict_rows,
+    lds_compare_figure,
+    metrics_rows,
+)
 from frontend.runtime import threaded
 
 dash.register_page(__name__, path="/compare", title="Compare · curvscope", name="Compare")
@@ -61,9 +68,32 @@ def layout(ids=None, param=None, alpha=None, **_):
         html.Div(id="compare-error"),
         html.Div(id="compare-waiting"),
         html.Div(id="compare-body", children=[
-            html.Div(className="grid-3", children=[
-                card(label, graph(f"compare-fig-{key}", 380)) for key, label in METRICS]),
-            card("Spec fields that differ", html.Div(id="compare-diff")),
+            html.Div(id="compare-why"),
+            html.Div(className="grid-2", children=[
+                card("LDS against the swept field", [
+                    graph("compare-fig-lds", 400),
+                    html.P("Each method's LDS (higher is better) at the chosen α for each "
+                           "value of the one field the studies differ in; whiskers: each "
+                           "study's own 95 % bootstrap interval (unpaired, so overlapping "
+                           "whiskers do not mean level: see the paired differences).",
+                           className="figure-note")]),
+                card("Links of the chain: paired differences", [
+                    graph("compare-fig-hierarchy", 400),
+                    html.P("LDS(higher) − LDS(lower) of each adjacent pair of H ≥ GGN ≥ "
+                           "block-GGN ≥ EK-FAC ≥ K-FAC ≥ identity, with the paired bootstrap's "
+                           "95 % interval: above 0 the link holds, across 0 it is level, "
+                           "below 0 it breaks.", className="figure-note")]),
+            ]),
+            card("Which links hold, per value", html.Div(id="compare-verdicts",
+                                                         className="table-wrap")),
+            html.Div(className="grid-2", children=[
+                card(label, [graph(f"compare-fig-{key}", 360), html.P(
+                    "‖H − M‖_F / ‖H‖_F (or to the GGN) of each method: how far its curvature "
+                    "is from the reference; lower is closer (log axis).",
+                    className="figure-note")])
+                for key, label in METRICS if key != "lds"]),
+            card("Spec fields that differ", html.Div(id="compare-diff",
+                                                     className="table-wrap")),
         ]),
     ])
 
@@ -180,31 +210,87 @@ def _diff_table(details: list[dict], diff: dict) -> html.Table:
     return html.Table([head, html.Tbody(rows)], className="table diff")
 
 
-@callback(*[Output(f"compare-fig-{key}", "figure") for key, _ in METRICS],
+FIGURE_OUTPUTS = [Output(f"compare-fig-{key}", "figure") for key, _ in METRICS] + [
+    Output("compare-fig-hierarchy", "figure"), Output("compare-verdicts", "children"),
+    Output("compare-why", "children")]
+
+
+def _verdict_table(rows: list[dict], parameter: str) -> html.Table:
+    links = list(dict.fromkeys(link for row in rows for link in row["links"]))
+    return html.Table(className="table verdict-table", id="compare-verdict-table", children=[
+        html.Thead(html.Tr([html.Th(parameter)] + [html.Th(link) for link in links]
+                           + [html.Th("hierarchy")])),
+        html.Tbody([html.Tr([html.Td(str(row["value"]))] + [
+            html.Td(html.Span(row["links"].get(link) or "–",
+                              className=f"verdict verdict-{row['links'].get(link)}"))
+            for link in links] + [html.Td("holds" if row["holds"] else "breaks"
+                                          if row["holds"] is False else "–")],
+            **{"data-value": str(row["value"])}) for row in rows])])
+
+
+def _several_fields(results: list[dict], fields: list[str], alpha: str) -> html.Div:
+    methods, rows = metrics_rows(results, alpha)
+    table = html.Table(className="table", id="compare-multi-table", children=[
+        html.Thead(html.Tr([html.Th(f) for f in fields]
+                           + [html.Th(f"LDS {m}", className="num") for m in methods]
+                           + [html.Th("hierarchy")])),
+        html.Tbody([html.Tr([html.Td(logic.value_to_text("json", v) if isinstance(
+            v, list | dict) else str(v)) for v in row["fields"].values()]
+            + [html.Td(logic.fmt_number(row["lds"][m]), className="num") for m in methods]
+            + [html.Td("holds" if row["holds"] else "breaks" if row["holds"] is False
+                       else "–")]) for row in rows])])
+    return card("These studies differ in more than one field", [
+        alert(f"They differ in {len(fields)} fields ({', '.join(fields)}), so no line is "
+              "drawn through them: a line would suggest that one field changed while the "
+              "others stayed put. Their metrics side by side instead (LDS at α = "
+              f"{alpha}):", "warn"),
+        html.Div(table, className="table-wrap")], id="compare-multi")
+
+
+@callback(*FIGURE_OUTPUTS,
           Input("compare-ready", "data"), Input("compare-param", "value"),
           Input("compare-alpha", "value"), Input("app-state", "data"))
 @threaded
 def figures(ready, param, alpha, app_state):
-    """Drawn once every chosen study has succeeded (``compare-ready``)."""
+    """Drawn once every chosen study has succeeded (``compare-ready``). One field differs:
+    every method's LDS against it with intervals, the chain's paired differences and a row
+    of link verdicts per value. Several differ: no lines, a table of fields and metrics."""
     theme = (app_state or {}).get("theme", "light")
     ids = logic.parse_ids(ready)
+    n = len(METRICS) + 1
     if len(ids) < 2 or not param:
         text = ("the specs are identical" if len(ids) >= 2 else
                 "waiting for the studies" if ready is None else "pick two or more studies")
-        return [empty_figure(text, theme)] * len(METRICS)
+        return [empty_figure(text, theme)] * n + [None, None]
     try:
         results = [r for _, r in _load(ids)]
     except Exception as exc:
-        return [error_figure(exc, theme)] * len(METRICS)
+        return [error_figure(exc, theme)] * n + [None, None]
+    fields = differing_fields([r["spec"] for r in results])
+    alpha = alpha or "0.5"
+    if len(fields) > 1:
+        text = "no line: the studies differ in more than one field (table above)"
+        return [empty_figure(text, theme)] * n + [
+            html.P("Not one axis: see the table above.", className="muted"),
+            _several_fields(results, fields, alpha)]
     out = []
     for key, _ in METRICS:
         try:
-            fig = compare_figure(results, param, metric=key, alpha=alpha, theme=theme)
-            fig.update_layout(title=f"against {param}")
+            if key == "lds":
+                fig = lds_compare_figure(results, param, alpha, theme)
+            else:
+                fig = compare_figure(results, param, metric=key, alpha=alpha, theme=theme)
+                fig.update_layout(title=f"against {param}")
             out.append(fig)
         except Exception as exc:
             out.append(error_figure(exc, theme))
-    return out
+    try:
+        out.append(hierarchy_compare_figure(results, param, alpha, theme))
+        verdicts = _verdict_table(hierarchy_verdict_rows(results, param, alpha), param)
+    except Exception as exc:
+        out.append(error_figure(exc, theme))
+        verdicts = api_error(exc, "Could not read the hierarchy")
+    return out + [verdicts, None]
 
 
 clientside_callback(

@@ -438,7 +438,8 @@ def test_every_page_in_both_themes_at_both_widths_fits_reads_and_tabs(browser, s
                 status = tab.open(path)
                 tab.page.wait_for_selector(ready)
                 tab.page.wait_for_timeout(300)
-                assert tab.page.evaluate("document.documentElement.dataset.theme") == theme
+                tab.page.wait_for_function(
+                    "t => (document.documentElement.dataset.theme || 'light') === t", arg=theme)
                 tab.screenshot(f"{name}-{theme}-{width}")
                 report = tab.page.evaluate(A11Y_JS)
                 where = f"{name} {theme} {width}px"
@@ -472,4 +473,42 @@ def test_keyboard_reaches_the_study_pages_controls_before_any_chart(tab, service
             "(e.closest('.modebar') ? ' modebar' : ''); }"))
     assert not [r for r in reached if "modebar" in r], reached
     assert any(r.startswith("study-method") for r in reached), reached
+    tab.assert_clean()
+
+
+def test_compare_one_axis_shows_links_per_value_and_several_fields_draw_no_lines(tab, service):
+    """issue 11 item 4: two studies differing only in the damping: LDS with intervals, the
+    chain's paired differences and a verdict row per value, equal to results.json; with a
+    study differing in two fields: no lines, a table of the fields and metrics, and why."""
+    first, second = (s["id"] for s in service.studies)
+    tab.open(f"/compare?ids={first},{second}")
+    links = tab.wait_graph("compare-fig-hierarchy", text="inverse.damping")
+    hierarchies = [_results(service, i)["groundtruth"]["hierarchy"]["0.5"]
+                   for i in (second, first)]                  # damping 1e-2 > 1e-4: sorted
+    assert {t["name"] for t in links} == {f"{p['higher']} − {p['lower']}"
+                                          for p in hierarchies[0]["pairs"]}
+    rows = tab.page.locator("#compare-verdict-table tbody tr")
+    assert rows.count() == 2
+    damping = sorted(service.http.get(f"/api/v1/studies/{i}").json()["spec"]["inverse"][
+        "damping"] for i in (first, second))
+    assert [rows.nth(k).get_attribute("data-value") for k in range(2)] == [str(d)
+                                                                            for d in damping]
+    words = {"≥": "holds", "≈": "level", "<": "breaks"}
+    by_damping = {service.http.get(f"/api/v1/studies/{i}").json()["spec"]["inverse"][
+        "damping"]: _results(service, i)["groundtruth"]["hierarchy"]["0.5"]
+        for i in (first, second)}
+    for k, value in enumerate(damping):
+        cells = rows.nth(k).locator("td .verdict").all_inner_texts()
+        assert cells == [words[p["verdict"]] for p in by_damping[value]["pairs"]]
+    assert tab.page.locator("#compare-multi").count() == 0
+    third = service.submit({**SMALL, "training": {"epochs": 2},
+                            "inverse": {"damping": 1e-3}})
+    service.wait_done(third)
+    tab.open(f"/compare?ids={first},{third}")
+    multi = tab.page.locator("#compare-multi")
+    multi.get_by_text("so no line is drawn").wait_for()
+    assert "inverse.damping" in multi.inner_text() and "training.epochs" in multi.inner_text()
+    assert tab.page.locator("#compare-multi-table tbody tr").count() == 2
+    assert tab.traces("compare-fig-lds") == []                     # no lines
+    tab.screenshot("compare-several-fields")
     tab.assert_clean()

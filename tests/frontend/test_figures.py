@@ -419,3 +419,53 @@ def test_warnings_from_results_and_from_the_dashboards_own_checks(study):
         **results["methods"]["K-FAC"]["inverse"], "n_dropped": 5}}}}
     info = [w for w in study_warnings(dropped) if w["code"] == "eigenvalues_dropped"]
     assert info and info[0]["method"] == "K-FAC" and info[0]["severity"] == "info"
+
+
+def test_compare_view_one_axis_lds_intervals_paired_links_and_verdict_rows(study):
+    """issue 11 item 4: studies differing in one field: each method's LDS with its interval
+    against that field, the chain's paired differences with their intervals and a row of
+    link verdicts per value, all as results.json states them."""
+    import copy
+
+    from frontend.figures.compare import (
+        differing_fields,
+        hierarchy_compare_figure,
+        hierarchy_verdict_rows,
+        lds_compare_figure,
+        metrics_rows,
+    )
+
+    results, _ = study
+    other = _with_breaks(results)
+    other["spec"] = copy.deepcopy(results["spec"])
+    other["spec"]["inverse"]["damping"] = 0.01
+    studies = [other, results]
+    assert differing_fields([s["spec"] for s in studies]) == ["inverse.damping"]
+    fig = lds_compare_figure(studies, "inverse.damping", "0.5")
+    for trace in fig.data:
+        expected = [s["methods"][trace.name]["lds"]["0.5"] for s in (results, other)]
+        assert list(trace.x) == [1e-4, 0.01]
+        assert list(trace.y) == [e["value"] for e in expected]
+        assert list(trace.error_y.array) == pytest.approx(
+            [e["ci_high"] - e["value"] for e in expected])
+    assert fig.layout.xaxis.type == "log"
+    links = hierarchy_compare_figure(studies, "inverse.damping", "0.5")
+    for trace in links.data:
+        higher, lower = trace.name.split(" − ")
+        pairs = [next(p for p in s["groundtruth"]["hierarchy"]["0.5"]["pairs"]
+                      if (p["higher"], p["lower"]) == (higher, lower)) for s in (results, other)]
+        assert list(trace.y) == [p["value"] for p in pairs]
+        assert list(trace.error_y.arrayminus) == pytest.approx(
+            [p["value"] - p["ci_low"] for p in pairs])
+    rows = hierarchy_verdict_rows(studies, "inverse.damping", "0.5")
+    assert [r["value"] for r in rows] == [1e-4, 0.01]
+    assert rows[1]["links"]["H ≥ GGN"] == "breaks" and rows[1]["holds"] is False
+    assert rows[1]["links"]["EK-FAC ≥ K-FAC"] == "holds"
+    # two fields differ: the metrics side by side, no axis
+    two = copy.deepcopy(other)
+    two["spec"]["training"]["epochs"] = 7
+    assert differing_fields([results["spec"], two["spec"]]) == ["inverse.damping",
+                                                                  "training.epochs"]
+    methods, table = metrics_rows([results, two], "0.5")
+    assert table[1]["fields"] == {"inverse.damping": 0.01, "training.epochs": 7}
+    assert table[0]["lds"]["K-FAC"] == results["methods"]["K-FAC"]["lds"]["0.5"]["value"]

@@ -219,8 +219,17 @@ def test_estimates():
     seconds, how = logic.time_estimate(estimate)
     assert seconds == pytest.approx(11877.4 / logic.DEFAULT_GFLOP_PER_S)
     assert "assuming" in how
-    seconds, how = logic.time_estimate(estimate, [(100.0, 50.0), (200.0, 100.0), (0, 5)])
+    seconds, how = logic.time_estimate(estimate, [(100.0, 50.0), (2000.0, 1000.0), (0, 5)])
     assert seconds == pytest.approx(11877.4 * 0.5) and "2 finished studies" in how
+    # small studies are mostly start-up: 20 s each. The paper study must not be scaled up
+    # from their seconds per GFLOP (that said 4 h for 18 min)
+    quick = [(1.0, 20.0), (2.0, 21.0), (1.5, 19.0)]
+    seconds, how = logic.time_estimate(estimate, quick)
+    assert seconds == pytest.approx(20.0 + 11877.4 / logic.DEFAULT_GFLOP_PER_S, rel=0.01)
+    assert "start-up" in how and "extrapolated" in how
+    measured = [(1.0, 20.1), (100.0, 30.0), (1000.0, 120.0)]       # 10 GFLOP/s + 20 s
+    seconds, how = logic.time_estimate(estimate, measured)
+    assert seconds == pytest.approx(20 + 1187.7, rel=0.02) and "measured 10.0 GFLOP/s" in how
     assert logic.time_estimate({}) == (None, "no estimate")
 
 
