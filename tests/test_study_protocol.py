@@ -72,7 +72,7 @@ def test_official_protocol_options_end_to_end():
         assert mc["trace_ratio_to_ggn"] > 0
         assert [x["seed"] for x in mc["replicates"]] == [42, 43, 44]
         assert set(mc["spread"]) == {"n_labels_differ_from_argmax", "trace_ratio_to_ggn",
-                                     "n_degenerate"}
+                                     "effective_points", "n_degenerate"}
     assert "mc_fisher" not in r["methods"]["GGN"]
     # LDS: the headline is the interval midpoint; the official BCa interval beside it
     entry = r["methods"]["K-FAC"]["lds"]["0.5"]
