@@ -113,3 +113,24 @@ def test_a_full_disk_is_507_with_a_sentence_and_health_says_degraded(api, settin
     assert health.status_code == 200 and health.json()["status"] == "degraded"
     assert health.json()["disk"]["ok"] is False
     assert api.get("/api/v1/studies").json()["count"] == 0
+
+
+def test_a_full_disk_is_recognised_in_its_disguises():
+    import errno
+    import sqlite3
+
+    from backend.disk import is_disk_full
+
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
+    wrapped = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+    assert is_disk_full(wrapped)
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("saving the stage failed") from inner
+    except RuntimeError as outer:
+        assert is_disk_full(outer)
+    assert not is_disk_full(ValueError("training diverged"))
+    assert not is_disk_full(OSError(errno.ENOENT, "No such file or directory"))
