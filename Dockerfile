@@ -1,6 +1,8 @@
-# curvscope service image: API, worker and (later) dashboard share it; the command picks the part.
+# curvscope service image: API, worker and dashboard share it; the command picks the part.
 #   docker build -t curvscope .                                   # CPU torch (default)
 #   docker build -t curvscope:gpu --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .
+# TORCH_SPEC is any pip requirement: CI passes "torch @ http://<host>/torch-...whl", a local
+# CPU wheel (.ci/compose-check), with TORCH_INDEX=https://pypi.org/simple for its dependencies.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,7 +18,13 @@ WORKDIR /app
 # torch first, from the chosen index, so the layer is cached across code changes
 RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
 
-COPY pyproject.toml README.md ./
+# the dependencies next, in a layer of their own that a code change does not invalidate
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['service']))" >/tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+
+COPY README.md ./
 COPY curvscope ./curvscope
 COPY backend ./backend
 COPY worker ./worker

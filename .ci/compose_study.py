@@ -1,7 +1,7 @@
 """The REST half of .ci/compose-check: a quick study through the compose stack and back.
 
-``run``: a write without the token must be refused (401), then POST the quick preset with the
-token, follow it to ``succeeded`` (sampling the worker container's health while it runs: it
+``run``: a write without the token must be refused (401), then POST ``--spec`` (default the
+quick preset) with the token, follow it to ``succeeded`` (sampling the worker container's health while it runs: it
 must read ``healthy`` and never ``unhealthy``), and write the sha256 of results.json and of
 every array (as .npy) to ``--out``. ``digest --against FILE``: the same digests again (after
 ``docker compose down`` + ``up``) and exit 1 unless every one is identical.
@@ -68,8 +68,8 @@ def run(api: Api, args) -> int:
         return 1
     print("  POST /studies without the token: 401 (writes need it)")
     start = time.monotonic()
-    status, body = api.request("POST", "/studies", {"preset": "quick",
-                                                    "name": "compose-check quick"})
+    status, body = api.request("POST", "/studies", {**json.loads(args.spec),
+                                                    "name": "compose-check"})
     if status not in (200, 201, 202):
         print(f"  POST /studies: {status} {body[:500]!r}")
         return 1
@@ -138,6 +138,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_run = sub.add_parser("run")
     p_run.add_argument("--out", required=True)
+    p_run.add_argument("--spec", default='{"preset": "quick"}', help="the study (JSON)")
     p_dig = sub.add_parser("digest")
     p_dig.add_argument("--study", type=int, required=True)
     p_dig.add_argument("--against", required=True)
