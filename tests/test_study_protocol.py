@@ -74,9 +74,9 @@ def test_official_protocol_options_end_to_end():
         assert set(mc["spread"]) == {"n_labels_differ_from_argmax", "trace_ratio_to_ggn",
                                      "effective_points", "n_degenerate"}
     assert "mc_fisher" not in r["methods"]["GGN"]
-    # LDS: the headline is the interval midpoint; the official BCa interval beside it
+    # LDS: the headline is the midpoint of the official (BCa) interval, as that code reports
     entry = r["methods"]["K-FAC"]["lds"]["0.5"]
-    assert entry["headline"] == entry["interval_midpoint"]
+    assert entry["headline"] == entry["official_interval"]["midpoint"]
     assert entry["official_interval"]["method"] == "BCa"
     # known pitfalls: per_loader, MC Fisher, heuristic damping, midpoint LDS
     assert len(r["known_pitfalls"]) == 4

@@ -94,6 +94,9 @@ def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstra
         entry["headline"] = headline(entry, summary)
         if official:
             entry["official_interval"] = official_bootstrap_interval(targets, predictions[name])
+            if summary == "interval_midpoint":
+                # the number the official code reports: the midpoint of ITS interval (BCa)
+                entry["headline"] = entry["official_interval"]["midpoint"]
     return out
 
 

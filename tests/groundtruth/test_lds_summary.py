@@ -53,7 +53,9 @@ def test_every_entry_carries_point_interval_midpoint_and_headline():
         assert p["value"] == m["value"] and p["ci_low"] == m["ci_low"]
         assert p["interval_midpoint"] == (p["ci_low"] + p["ci_high"]) / 2
         assert p["headline"] == p["value"]
-        assert m["headline"] == m["interval_midpoint"] != m["value"]
+        # the official code's number: the midpoint of its own (BCa) interval
+        assert m["headline"] == m["official_interval"]["midpoint"] != m["value"]
+        assert m["interval_midpoint"] == (m["ci_low"] + m["ci_high"]) / 2
         assert "official_interval" not in p
         assert m["official_interval"]["ci_low"] < m["value"] < m["official_interval"]["ci_high"]
     with pytest.raises(ValueError, match="point, interval_midpoint"):
