@@ -131,7 +131,7 @@ def test_examples_figure_picks_most_helpful_and_harmful(study):
 def test_examples_grid_is_one_mosaic_of_the_same_picks(study):
     results, arrays = study
     fig = examples_grid(arrays, ["identity", "K-FAC"], test_index=2, top=2)
-    assert len(fig.data) == 1
+    assert [t.type for t in fig.data] == ["heatmap", "scatter"]      # the mosaic, captions
     z, text = np.asarray(fig.data[0].z, dtype=float), np.asarray(fig.data[0].customdata)
     np.testing.assert_array_equal(z[:8, :8], arrays["images/test"][2])
     assert list(fig.layout.yaxis.ticktext) == ["K-FAC", "identity"]   # the chain's order
@@ -387,7 +387,7 @@ def test_training_figure_draws_the_stored_epoch_losses(study):
 def test_examples_say_index_and_score_under_each_digit(study):
     results, arrays = study
     fig = examples_grid(arrays, ["K-FAC"], test_index=2, top=2)
-    notes = [a.text for a in fig.layout.annotations]
+    notes = list(next(t for t in fig.data if t.meta == "captions").text)
     scores = arrays["scores/K-FAC"][2]
     helpful = int(np.argmin(scores))
     assert "test #2" in notes
@@ -395,8 +395,8 @@ def test_examples_say_index_and_score_under_each_digit(study):
     labelled = examples_grid({**arrays, "labels/train": np.arange(len(arrays["images/train"])),
                               "labels/test": np.zeros(len(arrays["images/test"]), int)},
                              ["K-FAC"], test_index=2, top=2)
-    assert f"#{helpful} · {helpful} τ={scores[helpful]:.2g}" in [
-        a.text for a in labelled.layout.annotations]
+    assert f"#{helpful} · {helpful} τ={scores[helpful]:.2g}" in list(
+        next(t for t in labelled.data if t.meta == "captions").text)
 
 
 def test_warnings_from_results_and_from_the_dashboards_own_checks(study):
