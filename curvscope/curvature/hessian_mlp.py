@@ -14,7 +14,8 @@ second derivative, each weighted by that node's adjoint:
 1. the loss on z_L (the GGN, Schraudolph 2002):           J_Lᵀ Λ J_L;
 2. each activation a_l = φ(z_l), l < L, adjoint e_l:        J_lᵀ diag(φ''(z_l) ⊙ e_l) J_l;
 3. each bilinear product z_l = W̄_l ā_{l−1}, adjoint δ_l:
-   ∂²ℓ/∂W_{l,oi}∂θ_k ∋ δ_{l,o} ∂a_{l−1,i}/∂θ_k, non-zero only for θ_k in a layer m < l (the cross terms through the weights).
+   ∂²ℓ/∂W_{l,oi}∂θ_k ∋ δ_{l,o} ∂a_{l−1,i}/∂θ_k, non-zero only for θ_k in a layer m < l
+   (the cross terms through the weights).
 
 with J_l = ∂z_l/∂θ. Because ∂z_k/∂W̄_m = T_{k←m} ⊗ ā_{m−1}ᵀ, terms 1–2 give the (m, m′) block in
 the (out × in_aug) layout of each layer as
