@@ -3,6 +3,9 @@
 Its canonical JSON hash (``spec_hash``) names the study's artifacts; fields that cannot change
 a number (the study's display name, the memory budget) are left out of the hash.
 A spec may start from a preset and override any field (``resolve_spec``).
+
+Imports no torch (the API validates and lists studies with it): the section classes live in
+``curvscope.specs`` and the method registry is a pure capability table.
 """
 
 from __future__ import annotations
@@ -13,12 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from curvscope.attribution.inverse import InverseRule
-from curvscope.data import DataSpec
-from curvscope.groundtruth.retrain import GroundTruthSpec
-from curvscope.models.mlp import ModelSpec
 from curvscope.registry import METHOD_NAMES, get_method
-from curvscope.training.trainer import TrainingSpec
+from curvscope.specs import DataSpec, GroundTruthSpec, InverseRule, ModelSpec, TrainingSpec
 
 
 #: The methods built on a Fisher / GGN approximation whose type can be chosen.
