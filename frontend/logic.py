@@ -768,8 +768,9 @@ def chunk_rows(detail: dict) -> list[dict]:
     """The retraining chunks of a study, one row each: α, subsets, state, progress, worker."""
     rows = []
     for chunk in sorted(detail.get("chunks") or [], key=lambda c: c.get("index", 0)):
+        stop = (chunk.get("subset_stop") or 1) - 1
         rows.append({"index": chunk.get("index"), "alpha": chunk.get("alpha"),
-                     "subsets": f"{chunk.get('subset_start')}–{(chunk.get('subset_stop') or 1) - 1}",
+                     "subsets": f"{chunk.get('subset_start')}–{stop}",
                      "state": chunk.get("state"), "progress": chunk.get("progress") or 0.0,
                      "worker": chunk.get("worker") or "–", "device": chunk.get("device") or "–",
                      "error": chunk.get("error")})

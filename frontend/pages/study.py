@@ -33,6 +33,15 @@ from frontend.data import (
     load_rows,
     study_key,
 )
+from frontend.figures import (
+    alignment_figure,
+    decomposition_figure,
+    examples_grid,
+    groundtruth_scatter,
+    heatmap_figure,
+    lds_figure,
+    spectra_figure,
+)
 from frontend.figures.study import block_labels, spectra_caption, training_figure
 from frontend.figures.verdict import (
     decomposition_sentence,
@@ -43,15 +52,6 @@ from frontend.figures.verdict import (
     study_warnings,
     unpaired_overlap_but_paired_differs,
     verdict_headline,
-)
-from frontend.figures import (
-    alignment_figure,
-    decomposition_figure,
-    examples_grid,
-    groundtruth_scatter,
-    heatmap_figure,
-    lds_figure,
-    spectra_figure,
 )
 from frontend.runtime import threaded
 
