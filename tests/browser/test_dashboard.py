@@ -512,3 +512,26 @@ def test_compare_one_axis_shows_links_per_value_and_several_fields_draw_no_lines
     assert tab.traces("compare-fig-lds") == []                     # no lines
     tab.screenshot("compare-several-fields")
     tab.assert_clean()
+
+
+def test_a_study_replaying_the_official_codes_choices_shows_its_pitfalls_and_warnings(
+        tab, service):
+    """results.json's warnings and known_pitfalls, as the science library writes them for a
+    study on the official code's per-loader split, reach the page as banners."""
+    from frontend.figures.verdict import study_warnings
+
+    sid = service.submit({**SMALL, "data": {"split": "per_loader"},
+                          "training": {"epochs": 3, "seed": 21}})
+    service.wait_done(sid)
+    results = _results(service, sid)
+    assert results.get("known_pitfalls"), "the science library names the pitfall"
+    tab.open(f"/studies/{sid}")
+    banner = tab.page.locator("#study-pitfalls")
+    banner.get_by_text("replays the official code's choices").wait_for()
+    for sentence in results["known_pitfalls"]:
+        assert sentence in banner.inner_text()
+    codes = tab.page.evaluate("() => Array.from(document.querySelectorAll("
+                              "'#study-warnings [data-code]')).map(e => e.dataset.code)")
+    assert codes == [w["code"] for w in study_warnings(results)]
+    tab.screenshot("study-pitfalls")
+    tab.assert_clean()
