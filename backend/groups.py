@@ -1,4 +1,5 @@
-"""Groups of studies that were asked for together: an ablation ladder (``kind = "ladder"``).
+"""Groups of studies that were asked for together: an ablation ladder (``kind = "ladder"``)
+or a sweep (``kind = "sweep"``).
 
 A group is its definition (the request that made it) and its members, in order: each member is
 a label (the rung), the choices it switched and the study that runs it. Studies are shared: an
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.models import Base, utcnow
 
-GROUP_KINDS = ("ladder",)
+GROUP_KINDS = ("ladder", "sweep")
 
 
 class StudyGroup(Base):
@@ -31,3 +32,22 @@ class StudyGroup(Base):
     # [{"label", "path", "switched": [...], "study_id"}] in the group's order
     members: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+def group_state(studies: list) -> tuple[str, float]:
+    """A group's state from its studies' (None: deleted): failed when any failed, was
+    cancelled or deleted; succeeded when all did; running when any runs; else queued. The
+    progress is the mean of the studies' (a succeeded one counts 1)."""
+    if not studies:
+        return "succeeded", 1.0
+    if any(s is None or s.state in ("failed", "cancelled") for s in studies):
+        state = "failed"
+    elif all(s.state == "succeeded" for s in studies):
+        state = "succeeded"
+    elif any(s.state == "running" for s in studies):
+        state = "running"
+    else:
+        state = "queued"
+    done = [0.0 if s is None else (1.0 if s.state == "succeeded" else s.progress or 0.0)
+            for s in studies]
+    return state, sum(done) / len(done)

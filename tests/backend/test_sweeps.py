@@ -33,7 +33,8 @@ def test_a_sweep_queues_one_study_per_combination(api, settings):
         assert stored["name"].startswith("damping x width: inverse.damping=")
     assert len({api.get(f"/api/v1/studies/{sid}").json()["spec_hash"] for sid in ids}) == 4
     assert body["compare"] == f"/compare?ids={','.join(map(str, ids))}&param=inverse.damping"
-    listed = api.get(response.headers["location"]).json()               # /studies?ids=…
+    assert response.headers["location"] == f"/api/v1/sweeps/{body['id']}"
+    listed = api.get(body["links"]["studies"]).json()                   # /studies?ids=…
     assert sorted(s["id"] for s in listed["data"]) == sorted(ids) and listed["count"] == 4
     assert broker_status(settings)["pending_messages"] == 4
 

@@ -19,13 +19,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
-from backend import artifacts
+from backend import artifacts, crud
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
-from backend.groups import StudyGroup
+from backend.disk import require_space
+from backend.groups import StudyGroup, group_state
 from backend.models import Study
-from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, StudyOut, study_out
+from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, STORAGE_RESPONSES, StudyOut, study_out
 from backend.specs import invalid, resolve
 from curvscope.ladder import LadderSpec, Rung, ladder_rungs, summarize_ladder
 
@@ -69,23 +70,9 @@ def _validate(body: dict[str, Any]) -> LadderSpec:
                       kind="invalid-ladder") from None
 
 
-def _state(studies: list[Study | None]) -> tuple[str, float]:
-    if any(s is None or s.state in ("failed", "cancelled") for s in studies):
-        state = "failed"
-    elif all(s.state == "succeeded" for s in studies):
-        state = "succeeded"
-    elif any(s.state == "running" for s in studies):
-        state = "running"
-    else:
-        state = "queued"
-    progress = float(np.mean([0.0 if s is None else (1.0 if s.state == "succeeded"
-                                                      else s.progress) for s in studies]))
-    return state, progress
-
-
 def _out(group: StudyGroup, session, reused: dict[int, bool] | None = None) -> LadderOut:
     studies = [session.get(Study, m["study_id"]) for m in group.members]
-    state, progress = _state(studies)
+    state, progress = group_state(studies)
     return LadderOut(
         id=group.id, name=group.name, ladder=group.definition, state=state, progress=progress,
         rungs=[LadderRungOut(label=m["label"], path=m["path"], switched=m["switched"],
@@ -100,15 +87,17 @@ def _out(group: StudyGroup, session, reused: dict[int, bool] | None = None) -> L
 @router.post("", status_code=202, response_model=LadderOut, dependencies=[WriteAuth],
              summary="Submit an ablation ladder: curvscope's protocol toward the official "
              "code's, one choice at a time",
-             responses={202: {"description": "Queued; Location names the ladder."}})
+             responses={202: {"description": "Queued; Location names the ladder."},
+                        **STORAGE_RESPONSES})
 def create_ladder(request: Request, body: dict[str, Any], session: SessionDep,
                   settings: SettingsDep) -> JSONResponse:
+    require_space(settings)
     ladder = _validate(body)
     rungs = ladder_rungs(ladder)
     resolved, errors = [], []
     for rung in rungs:
         try:
-            resolved.append(resolve(rung.config, session))
+            resolved.append(resolve(rung.config, session, settings))
         except Problem as problem:
             if problem.status != 422 or not problem.errors:
                 raise
@@ -125,11 +114,10 @@ def create_ladder(request: Request, body: dict[str, Any], session: SessionDep,
         for rung, spec in zip(rungs, resolved, strict=True):
             study = by_hash.get(spec.spec_hash) or _reusable(tx, spec.spec_hash)
             if study is None:
-                study = Study(name=spec.spec.name, state="queued", spec=spec.spec_dict,
-                              request=rung.config, spec_hash=spec.spec_hash, preset=spec.preset,
-                              estimate=spec.estimate, dataset_id=spec.dataset_id)
-                tx.add(study)
-                tx.flush()
+                study = crud.create(tx, name=spec.spec.name, spec=spec.spec_dict,
+                                    request=rung.config, spec_hash=spec.spec_hash,
+                                    preset=spec.preset, estimate=spec.estimate,
+                                    dataset_id=spec.dataset_id)
                 created.append(study)
                 reused[study.id] = False
             else:
@@ -142,8 +130,8 @@ def create_ladder(request: Request, body: dict[str, Any], session: SessionDep,
         tx.add(group)
         tx.flush()
         group_id = group.id
-    for study in created:
-        _enqueue(request, settings, study)
+    if created:  # every rung on its own: a broker error leaves the rest owed, none lost
+        _enqueue(request, settings, created)
     group = session.get(StudyGroup, group_id)
     out = _out(group, session, reused)
     return JSONResponse(out.model_dump(mode="json"), status_code=202,

@@ -1,8 +1,11 @@
 """/api/v1/sweeps: one study per point of a grid over spec fields (width, depth, training
-time, damping, α, seed, or any other field), checked as a whole before anything is stored.
+time (``training.evaluate_at_epoch``), damping, α, seed, or any other field), checked as a
+whole before anything is stored.
 
-A sweep is not a stored object of its own: it is the studies it names. Posting the same sweep
-again returns the same studies (an identical spec that succeeded, or is queued or running, is
+A sweep is stored as a group of studies (``backend.groups.StudyGroup``, kind ``sweep``): its
+grid and, per point, the values and the study. ``GET /sweeps`` lists them and ``GET
+/sweeps/{id}`` gives the grid, every point's study and state, and the sweep's progress. Studies
+are shared, not owned: posting the same sweep again returns the same studies (an identical spec that succeeded, or is queued or running, is
 returned rather than run again, as for ``POST /studies``), so a sweep is safe to repeat and
 to extend with more values."""
 
@@ -11,18 +14,20 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
 
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend import crud
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.disk import require_space
+from backend.groups import StudyGroup, group_state
 from backend.models import Study
 from backend.schemas import (
     API_PREFIX,
@@ -67,12 +72,24 @@ class SweepPoint(BaseModel):
 
 
 class SweepOut(BaseModel):
+    id: int = Field(description="The sweep's id (GET /api/v1/sweeps/{id}).")
+    name: str | None = None
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="The grid as posted.")
+    state: str = Field(default="queued", description="queued, running, succeeded (every "
+                       "point), failed (some point failed, was cancelled or deleted).")
+    progress: float = Field(default=0.0, description="Mean progress of the points, 0..1.")
     count: int
     created: int
     reused: int
     fields: list[str]
     points: list[SweepPoint]
     compare: str = Field(description="The dashboard's compare page for these studies.")
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class SweepList(BaseModel):
+    data: list[SweepOut]
+    count: int
 
 
 def _nested(path: str, value: Any) -> dict:
@@ -153,16 +170,57 @@ def create_sweep(request: Request, body: SweepIn, session: SessionDep,
                                     preset=spec.preset, estimate=spec.estimate,
                                     dataset_id=spec.dataset_id)
             rows.append((values, existing or study, existing is not None))
+        group = StudyGroup(kind="sweep", name=body.name, definition=body.model_dump(mode="json"),
+                           members=[{"label": _label(values), "values": values,
+                                     "study_id": study.id, "reused": reused}
+                                    for values, study, reused in rows])
+        tx.add(group)
+        tx.flush()
+        group_id = group.id
     created = [study for _, study, reused in rows if not reused]
     if created:  # every point on its own: a broker error leaves the rest owed, none lost
         _enqueue(request, settings, created)
-    ids = ",".join(str(study.id) for _, study, _ in rows)
-    first = next(iter(body.grid))
-    out = SweepOut(
-        count=len(rows), created=len(created), reused=len(rows) - len(created),
-        fields=list(body.grid),
-        points=[SweepPoint(values=values, reused=reused, study=study_out(study))
-                for values, study, reused in rows],
-        compare=f"/compare?ids={ids}&param={quote(first)}")
+    out = _sweep_out(session.get(StudyGroup, group_id), session)
     return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200,
-                        headers={"Location": f"{API_PREFIX}/studies?ids={ids}"})
+                        headers={"Location": f"{API_PREFIX}/sweeps/{group_id}"})
+
+
+def _sweep_out(group: StudyGroup, session) -> SweepOut:
+    """A stored sweep with its points' studies as they are now."""
+    members = group.members
+    studies = [session.get(Study, m["study_id"]) for m in members]
+    state, progress = group_state(studies)
+    grid = group.definition.get("grid", {})
+    ids = ",".join(str(m["study_id"]) for m in members)
+    first = next(iter(grid), "")
+    reused = sum(bool(m.get("reused")) for m in members)
+    return SweepOut(
+        id=group.id, name=group.name, grid=grid, state=state, progress=progress,
+        count=len(members), created=len(members) - reused, reused=reused, fields=list(grid),
+        points=[SweepPoint(values=m["values"], reused=bool(m.get("reused")),
+                           study=study_out(st)) for m, st in zip(members, studies, strict=True)
+                if st is not None],
+        compare=f"/compare?ids={ids}&param={quote(first)}",
+        links={"self": f"{API_PREFIX}/sweeps/{group.id}",
+               "studies": f"{API_PREFIX}/studies?ids={ids}",
+               "page": f"/compare?ids={ids}&param={quote(first)}"})
+
+
+@router.get("", response_model=SweepList, summary="List sweeps, newest first")
+def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> SweepList:
+    query = select(StudyGroup).where(StudyGroup.kind == "sweep")
+    count = session.scalar(select(func.count()).select_from(query.subquery()))
+    groups = session.scalars(query.order_by(StudyGroup.id.desc()).limit(limit)
+                             .offset(offset)).all()
+    return SweepList(data=[_sweep_out(g, session) for g in groups], count=count or 0)
+
+
+@router.get("/{sweep_id}", response_model=SweepOut, summary="A sweep: its grid, its points' "
+            "studies and their states, its progress")
+def get_sweep(sweep_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+              session: SessionDep) -> SweepOut:
+    group = session.get(StudyGroup, sweep_id)
+    if group is None or group.kind != "sweep":
+        raise Problem(404, f"There is no sweep with id {sweep_id}.", kind="sweep-not-found")
+    return _sweep_out(group, session)
