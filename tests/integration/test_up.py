@@ -94,6 +94,20 @@ def test_up_submit_and_ctrl_c(tmp_path):
         lines = [line for line in swept.stdout.splitlines() if "succeeded" in line]
         assert len(lines) == 2 and "study 1 " in lines[0] and "training.seed=203" in lines[1]
         assert "K-FAC" in lines[1] and "/compare?ids=1,2&param=training.seed" in swept.stderr
+        local = tmp_path / "specs"                       # a local data file, relative path
+        local.mkdir()
+        (local / "points.csv").write_text("a,b,label\n" + "".join(
+            f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(60)))
+        (local / "local.json").write_text(json.dumps(tiny(
+            training={"seed": 205}, data={"name": "file", "path": "points.csv"})))
+        for _ in range(2):                               # the second reuses the upload
+            uploaded = subprocess.run([CLI, "submit", str(local / "local.json"), "--url", base,
+                                       "--data", str(data), "--no-follow"], env=env,
+                                      capture_output=True, text=True, timeout=240, cwd="/")
+            assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+            assert "points.csv → dataset:" in uploaded.stderr
+        datasets = httpx.get(f"{base}/api/v1/datasets").json()
+        assert datasets["count"] == 1 and datasets["data"][0]["n_rows"] == 60
         bad = subprocess.run([CLI, "submit", "-", "--url", base], env=env,
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "does not exist" in bad.stderr
