@@ -581,6 +581,12 @@ def submit(
     except ImportError:
         raise UserError("submit needs httpx: pip install -e \".[service]\"") from None
     config = load_config(file)
+    if not config:
+        raise UserError(
+            f"{file} is empty: it would start the default study, the paper-sized one (tens of "
+            "minutes on 2 cores). Name a preset (preset = \"quick\", as examples/quick.toml "
+            "does) or set the fields you want; write preset = \"paper\" to run the paper's "
+            "study on purpose")
     token = token or find_token(data.expanduser().resolve() if data else None)
     client = Client(url, token, idempotency_key)
     base = client.base

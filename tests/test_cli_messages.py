@@ -1,0 +1,31 @@
+"""CLI messages a newcomer meets: an empty spec file is refused before anything is sent, and
+a message with square brackets (an install hint) reaches the terminal whole."""
+
+import subprocess
+import sys
+
+
+def _curvscope(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "curvscope.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_an_empty_spec_file_is_refused_instead_of_starting_the_long_default(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    done = _curvscope("submit", str(empty), "--url", "http://127.0.0.1:9")
+    assert done.returncode == 2
+    assert "is empty: it would start the default study" in done.stderr
+    assert 'preset = "quick"' in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_messages_keep_their_square_brackets():
+    from rich.markup import escape
+
+    from curvscope.cli import err
+
+    hint = 'pip install -e ".[service]"'
+    with err.capture() as captured:
+        err.print(f"[red]error:[/] {escape(hint)}", highlight=False)
+    assert '".[service]"' in captured.get()
