@@ -1,13 +1,17 @@
 """CLI messages a newcomer meets: an empty spec file is refused before anything is sent, and
 a message with square brackets (an install hint) reaches the terminal whole."""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _curvscope(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "curvscope.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    script = Path(sys.executable).with_name("curvscope")
+    command = [str(script)] if script.exists() else [shutil.which("curvscope")]
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
 
 
 def test_an_empty_spec_file_is_refused_instead_of_starting_the_long_default(tmp_path):
