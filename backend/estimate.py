@@ -55,7 +55,7 @@ def n_params(n_features: int, n_classes: int, hidden: list[int], bias: bool) -> 
 def estimate(spec: Any, dataset: Any | None, max_budget_gib: float,
              max_retrained_models: int) -> dict[str, Any]:
     from curvscope.registry import dense_methods
-    from curvscope.study import estimate_dense_memory_bytes
+    from curvscope.sizes import estimate_dense_memory_bytes
 
     rows, features, classes = data_shape(spec.data, dataset)
     n_test = max(1, round(spec.data.test_fraction * rows))
