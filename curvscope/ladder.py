@@ -165,6 +165,11 @@ def _headline(cell: Mapping) -> float | None:
     return None if value is None else float(value)
 
 
+def _is_point(cell: Mapping) -> bool:
+    """The headline is the point estimate (the bootstrap resamples are resamples of it)."""
+    return cell.get("headline", cell.get("value")) == cell.get("value")
+
+
 def _paired(a: np.ndarray | None, b: np.ndarray | None) -> tuple[float | None, float | None]:
     """95 % percentile interval of a − b over the resamples both arrays hold (the first ones:
     rungs draw their resamples from the same seed, so resample i holds the same subsets)."""
@@ -227,8 +232,11 @@ def summarize_rung(results: Mapping, arrays: Mapping[str, np.ndarray],
             if base_cell is None:
                 continue
             key = f"lds_bootstrap/{method}/{alpha}"
-            low, high = _paired(arrays.get(key), base_arrays.get(key))
             headline, base_headline = _headline(cell), _headline(base_cell)
+            if _is_point(cell) and _is_point(base_cell):
+                low, high = _paired(arrays.get(key), base_arrays.get(key))
+            else:  # a midpoint is no bootstrap statistic: its difference has no interval
+                low, high = None, None
             delta[method][alpha] = {
                 "value": None if headline is None or base_headline is None
                 else headline - base_headline,

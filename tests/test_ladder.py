@@ -103,15 +103,16 @@ def test_summary_pairs_rungs_on_the_same_resamples_and_reports_claims():
     base = _fake_study(t, base_preds, n_bootstrap=400)
     # a rung with fewer resamples (the official 100): paired on the first 100, which hold
     # the same subsets because both draw from the same seed
-    rung = _fake_study(t, rung_preds, n_bootstrap=100, summary="interval_midpoint",
-                       ekfac_verdict="≥")
-    ladder = LadderSpec(base={"preset": "quick"}, rungs=["lds_summary"], path="each")
-    loaded = {BASE_RUNG: base, "lds_summary": rung}
+    rung = _fake_study(t, rung_preds, n_bootstrap=100, ekfac_verdict="≥")
+    midpoint = _fake_study(t, rung_preds, n_bootstrap=100, summary="interval_midpoint",
+                           ekfac_verdict="≥")
+    ladder = LadderSpec(base={"preset": "quick"}, rungs=["fisher", "lds_summary"],
+                        path="each")
+    loaded = {BASE_RUNG: base, "fisher": rung, "lds_summary": midpoint}
     summary = summarize_ladder(ladder, lambda r: loaded.get(r.label))
     assert summary["finished"]
     row = summary["rungs"][1]
     cell = row["lds"]["EK-FAC"]["0.5"]
-    assert cell["headline"] == pytest.approx(cell["interval_midpoint"])
     d = row["delta_vs_base"]["EK-FAC"]["0.5"]
     assert d["value"] == pytest.approx(
         cell["headline"] - base[0]["methods"]["EK-FAC"]["lds"]["0.5"]["value"])
@@ -120,6 +121,13 @@ def test_summary_pairs_rungs_on_the_same_resamples_and_reports_claims():
     assert d["ci_low"] == pytest.approx(np.quantile(expected, 0.025))
     assert d["ci_high"] == pytest.approx(np.quantile(expected, 0.975))
     assert d["ci_low"] > 0  # less noise in EK-FAC's predictions: a real, paired gain
+    # a midpoint headline is no bootstrap statistic: its difference gets no interval
+    mid = summary["rungs"][2]
+    mid_cell = mid["lds"]["EK-FAC"]["0.5"]
+    assert mid_cell["headline"] == pytest.approx(mid_cell["interval_midpoint"])
+    assert mid["delta_vs_base"]["EK-FAC"]["0.5"]["ci_low"] is None
+    assert mid["delta_vs_base"]["EK-FAC"]["0.5"]["value"] == pytest.approx(
+        mid_cell["headline"] - base[0]["methods"]["EK-FAC"]["lds"]["0.5"]["value"])
     # K-FAC's predictions are the same in both rungs: its paired difference is exactly 0
     k = row["delta_vs_base"]["K-FAC"]["0.5"]
     assert k["point_value"] == pytest.approx(0.0)
