@@ -41,7 +41,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for name, m in results.get("methods", {}).items():
         methods[name] = {
             "relative_residual_to_H": m.get("relative_residual_to_H"),
-            "lds": {alpha: v.get("value") for alpha, v in (m.get("lds") or {}).items()},
+            # the number the study reports (the point estimate unless lds_summary says else)
+            "lds": {alpha: v.get("headline", v.get("value"))
+                    for alpha, v in (m.get("lds") or {}).items()},
         }
     training = results.get("training", {})
     return {"methods": methods, "n_params": results.get("n_params"),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from curvscope.results import has_images
 from frontend.figures.study import block_labels, ordered_methods
 
 STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
@@ -291,7 +292,7 @@ def study_meta(detail: dict, results: dict | None) -> dict:
         "k": (results.get("spec", {}).get("curvature") or {}).get("eigenbasis_k"),
         "n_test": results.get("n_test"), "n_train": results.get("n_train"),
         "has_groundtruth": bool(gt),
-        "has_images": (results.get("spec", {}).get("data") or {}).get("name") == "digits",
+        "has_images": has_images(results),  # the results contract says, not the data's name
     })
     return meta
 
