@@ -78,3 +78,12 @@ def test_unknown_and_out_of_range_ladder_ids(ladders):
 def test_writing_a_ladder_needs_the_token(ladders):
     reply = ladders.post("/api/v1/ladders", json=LADDER, headers={"Authorization": ""})
     assert reply.status_code == 401
+
+
+def test_a_fisher_type_for_a_method_without_one_is_a_422_naming_the_key(ladders):
+    reply = ladders.post("/api/v1/studies/validate", json={
+        "preset": "quick", "curvature": {"fisher_types": {"GGN": "mc"}}})
+    assert reply.status_code == 422, reply.text
+    errors = reply.json()["errors"]
+    assert any(e["field"].startswith("curvature.fisher_types") and "'GGN'" in e["message"]
+               and "K-FAC" in e["message"] and "EK-FAC" in e["message"] for e in errors), errors
