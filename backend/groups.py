@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.models import Base, utcnow
@@ -51,3 +51,12 @@ def group_state(studies: list) -> tuple[str, float]:
     done = [0.0 if s is None else (1.0 if s.state == "succeeded" else s.progress or 0.0)
             for s in studies]
     return state, sum(done) / len(done)
+
+
+def list_groups(session, kind: str, limit: int, offset: int) -> tuple[list[StudyGroup], int]:
+    """One page of the groups of ``kind``, newest first, and how many there are."""
+    query = select(StudyGroup).where(StudyGroup.kind == kind)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    groups = session.scalars(query.order_by(StudyGroup.id.desc()).limit(limit)
+                             .offset(offset)).all()
+    return list(groups), count

@@ -47,6 +47,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from curvscope.spec import deep_merge
+
 #: Each rung's override of the spec, in the default cumulative order.
 RUNGS: dict[str, dict] = {
     "split": {"data": {"split": "per_loader"}},
@@ -69,16 +71,6 @@ RUNG_DESCRIPTIONS: dict[str, str] = {
 }
 
 BASE_RUNG = "base"
-
-
-def _deep_merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class LadderSpec(BaseModel):
@@ -136,7 +128,7 @@ def ladder_rungs(ladder: LadderSpec) -> list[Rung]:
     def config(switched: tuple[str, ...], label: str) -> dict:
         out = dict(ladder.base)
         for rung in switched:
-            out = _deep_merge(out, RUNGS[rung])
+            out = deep_merge(out, RUNGS[rung])
         out["name"] = f"{name}: {label}"[:200]
         return out
 

@@ -17,14 +17,13 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import func, select
 
 from backend import artifacts, crud
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.disk import require_space
-from backend.groups import StudyGroup, group_state
+from backend.groups import StudyGroup, group_state, list_groups
 from backend.models import Study
 from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, STORAGE_RESPONSES, StudyOut, study_out
 from backend.specs import invalid, resolve
@@ -149,11 +148,8 @@ def _get(session, ladder_id: int) -> StudyGroup:
 def list_ladders(session: SessionDep,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
                  offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> LadderList:
-    query = select(StudyGroup).where(StudyGroup.kind == "ladder")
-    count = session.scalar(select(func.count()).select_from(query.subquery()))
-    groups = session.scalars(query.order_by(StudyGroup.id.desc()).limit(limit)
-                             .offset(offset)).all()
-    return LadderList(data=[_out(g, session) for g in groups], count=count or 0)
+    groups, count = list_groups(session, "ladder", limit, offset)
+    return LadderList(data=[_out(g, session) for g in groups], count=count)
 
 
 @router.get("/{ladder_id}", response_model=LadderOut, summary="A ladder: its rungs and their "

@@ -20,14 +20,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend import crud
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.disk import require_space
-from backend.groups import StudyGroup, group_state
+from backend.groups import StudyGroup, group_state, list_groups
 from backend.models import Study
 from backend.schemas import (
     API_PREFIX,
@@ -209,11 +208,8 @@ def _sweep_out(group: StudyGroup, session) -> SweepOut:
 @router.get("", response_model=SweepList, summary="List sweeps, newest first")
 def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
                 offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> SweepList:
-    query = select(StudyGroup).where(StudyGroup.kind == "sweep")
-    count = session.scalar(select(func.count()).select_from(query.subquery()))
-    groups = session.scalars(query.order_by(StudyGroup.id.desc()).limit(limit)
-                             .offset(offset)).all()
-    return SweepList(data=[_sweep_out(g, session) for g in groups], count=count or 0)
+    groups, count = list_groups(session, "sweep", limit, offset)
+    return SweepList(data=[_sweep_out(g, session) for g in groups], count=count)
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, summary="A sweep: its grid, its points' "
