@@ -17,33 +17,46 @@ def ladder_alphas(summary: dict) -> list[str]:
     return list(rows[0]["alphas"]) if rows else []
 
 
-def ladder_figure(summary: dict, alpha: str, theme: str = "light") -> go.Figure:
-    """Per rung (x) the paired difference of every method's headline LDS to the base rung (y),
-    with the paired 95 % interval: a point above 0 means the choice raised the method's LDS.
-    Markers only: the rungs are separate studies, not points along one parameter."""
-    rows = finished_rungs(summary)
-    fig = go.Figure()
-    labels = [r["label"] for r in rows]
+def _rung_points(fig: go.Figure, rows: list[dict], value, hover: str) -> None:
+    """One marker trace per method: ``value(row, method)`` → (y, low, high) or None, drawn
+    per rung with its interval. Markers only: the rungs are separate studies, not points
+    along one parameter."""
     methods = ordered_methods(set().union(*(r["lds"] for r in rows))) if rows else []
     for name in methods:
         xs, ys, up, down = [], [], [], []
         for row in rows:
-            d = row["delta_vs_base"].get(name, {}).get(alpha)
-            if not d or d.get("value") is None:
+            point = value(row, name)
+            if point is None:
                 continue
+            y, low, high = point
             xs.append(row["label"])
-            ys.append(d["value"])
-            low, high = d.get("ci_low"), d.get("ci_high")
-            up.append(0.0 if high is None else max(high - d["value"], 0.0))
-            down.append(0.0 if low is None else max(d["value"] - low, 0.0))
+            ys.append(y)
+            up.append(0.0 if high is None else max(high - y, 0.0))
+            down.append(0.0 if low is None else max(y - low, 0.0))
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="markers", name=name,
             marker=dict(color=METHOD_COLORS.get(name), size=9),
             error_y=dict(type="data", array=up, arrayminus=down, visible=True),
-            hovertemplate=f"{name}<br>%{{x}}<br>Δ LDS %{{y:.3f}}<extra></extra>"))
+            hovertemplate=f"{name}<br>%{{x}}<br>{hover} %{{y:.3f}}<extra></extra>"))
+
+
+def ladder_figure(summary: dict, alpha: str, theme: str = "light") -> go.Figure:
+    """Per rung (x) the paired difference of every method's headline LDS to the base rung (y),
+    with the paired 95 % interval: a point above 0 means the choice raised the method's LDS."""
+    rows = finished_rungs(summary)
+    fig = go.Figure()
+
+    def delta(row, name):
+        d = row["delta_vs_base"].get(name, {}).get(alpha)
+        if not d or d.get("value") is None:
+            return None
+        return d["value"], d.get("ci_low"), d.get("ci_high")
+
+    _rung_points(fig, rows, delta, "Δ LDS")
     fig.add_hline(y=0, line=dict(dash="dot", width=1))
     fig.update_xaxes(title="rung (choice switched toward the official code)",
-                     categoryorder="array", categoryarray=labels, tickangle=-30)
+                     categoryorder="array", categoryarray=[r["label"] for r in rows],
+                     tickangle=-30)
     fig.update_yaxes(title=f"Δ LDS vs base (α = {alpha})", tickformat=".2f")
     return _layout(fig, "What each choice does to each method's LDS", theme)
 
@@ -53,24 +66,16 @@ def ladder_lds_figure(summary: dict, alpha: str, theme: str = "light") -> go.Fig
     point estimate, or the interval's midpoint on a rung that switches the LDS summary)."""
     rows = finished_rungs(summary)
     fig = go.Figure()
-    labels = [r["label"] for r in rows]
-    methods = ordered_methods(set().union(*(r["lds"] for r in rows))) if rows else []
-    for name in methods:
-        xs, ys, up, down = [], [], [], []
-        for row in rows:
-            cell = row["lds"].get(name, {}).get(alpha)
-            if not cell or cell.get("headline") is None:
-                continue
-            xs.append(row["label"])
-            ys.append(cell["headline"])
-            up.append(max((cell.get("ci_high") or cell["headline"]) - cell["headline"], 0.0))
-            down.append(max(cell["headline"] - (cell.get("ci_low") or cell["headline"]), 0.0))
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers", name=name,
-            marker=dict(color=METHOD_COLORS.get(name), size=9),
-            error_y=dict(type="data", array=up, arrayminus=down, visible=True),
-            hovertemplate=f"{name}<br>%{{x}}<br>LDS %{{y:.3f}}<extra></extra>"))
-    fig.update_xaxes(title="rung", categoryorder="array", categoryarray=labels, tickangle=-30)
+
+    def headline(row, name):
+        cell = row["lds"].get(name, {}).get(alpha)
+        if not cell or cell.get("headline") is None:
+            return None
+        return cell["headline"], cell.get("ci_low"), cell.get("ci_high")
+
+    _rung_points(fig, rows, headline, "LDS")
+    fig.update_xaxes(title="rung", categoryorder="array",
+                     categoryarray=[r["label"] for r in rows], tickangle=-30)
     fig.update_yaxes(title=f"LDS (α = {alpha}; higher is better)", tickformat=".2f")
     return _layout(fig, "LDS per rung", theme)
 
