@@ -149,6 +149,20 @@ def test_a_running_studys_page_draws_its_figures_when_it_finishes(tab, service):
     tab.assert_clean()
 
 
+def _wait_for_the_api_to_accept(tab, timeout: float = 90_000) -> None:
+    """Wait for the form's "accepted" note; on a timeout, fail with what the form shows (the
+    validation note and the fields' values), not only with Playwright's locator message."""
+    try:
+        tab.page.get_by_text("The API accepts this spec.").wait_for(timeout=timeout)
+    except Exception as exc:
+        shown = tab.page.locator("#new-validation").inner_text(timeout=5_000)
+        values = tab.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+            "input[name^='training.'], input[name^='model.']")].map(e => [e.name, e.value]))""")
+        tab.screenshot("new-study-not-accepted")
+        raise AssertionError(f"the form never said the API accepts the spec; it shows "
+                             f"{shown!r} with fields {values}") from exc
+
+
 def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
     tab.open("/new")
     epochs = tab.page.locator("input[name='training.epochs']")
@@ -162,7 +176,7 @@ def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
     hidden = tab.page.locator("input[name='model.hidden']")
     hidden.fill("6")
     epochs.fill("2")
-    tab.page.get_by_text("The API accepts this spec.").wait_for()
+    _wait_for_the_api_to_accept(tab)
     assert message.inner_text() == ""
     assert "dense curvature memory" in tab.page.locator("#new-estimate").inner_text()
     tab.page.click("#new-submit")
