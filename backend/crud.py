@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.models import Study, StudyChunk, utcnow
@@ -98,7 +98,8 @@ def create(session: Session, *, name: str | None, spec: dict, request: dict, spe
            preset: str | None, estimate: dict | None, dataset_id: int | None) -> Study:
     """A new queued study whose start message is owed (sent after the commit)."""
     study = Study(name=name, state="queued", spec=spec, request=request, spec_hash=spec_hash,
-                  preset=preset, estimate=estimate, dataset_id=dataset_id, sent_at=None)
+                  preset=preset, estimate=estimate, dataset_id=dataset_id, sent_at=None,
+                  queued_at=utcnow())
     session.add(study)
     session.flush()
     return study
@@ -137,14 +138,17 @@ def succeed(session: Session, study_id: int, *, summary: dict | None, timings: d
     return study
 
 
-def fail(session: Session, study_id: int, reason: str, error_type: str) -> Study:
-    """→ failed, always with a reason (a sentence) and its type."""
+def fail(session: Session, study_id: int, reason: str, error_type: str,
+         log_tail: str | None = None) -> Study:
+    """→ failed, always with a reason (a sentence) and its type; ``log_tail``: the last lines
+    the worker logged while it ran the task that failed (its traceback included)."""
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a study never fails without a reason")
     study = _move(session, study_id, "fail")
     study.finished_at = utcnow()
     study.error, study.error_type = reason, error_type or "Error"
+    study.log_tail = log_tail or None
     for chunk in study.chunks:
         if chunk.state in ("pending", "running"):
             chunk.state = "cancelled"
@@ -184,7 +188,8 @@ def retry(session: Session, study_id: int) -> Study:
     if study.state != "queued":
         study.attempts += 1
     study.state, study.stage, study.progress, study.stage_progress = "queued", None, 0.0, 0.0
-    study.error = study.error_type = None
+    study.error = study.error_type = study.log_tail = None
+    study.queued_at = utcnow()  # "queued for" counts from here, and it joins the queue's end
     study.cancel_requested = study.finalize_enqueued = False
     study.started_at = study.finished_at = study.finalize_sent_at = None
     study.sent_at, study.worker = None, None
@@ -192,6 +197,20 @@ def retry(session: Session, study_id: int) -> Study:
         if chunk.state != "done":
             chunk.state, chunk.progress, chunk.error, chunk.worker = "pending", 0.0, None, None
     return study
+
+
+def queue_positions(session: Session, study_ids: list[int] | None = None) -> dict[int, int]:
+    """Queued study id → its place in the queue, 1 = the next a worker takes: the queued
+    studies in the order they were (last) enqueued (``queued_at``, then id), as the broker
+    hands out their start messages. ``study_ids``: only these (the others are still counted)."""
+    rank = func.row_number().over(order_by=(Study.queued_at, Study.id)).label("rank")
+    ranked = select(Study.id, rank).where(Study.state == "queued").subquery()
+    query = select(ranked.c.id, ranked.c.rank)
+    if study_ids is not None:
+        if not study_ids:
+            return {}
+        query = query.where(ranked.c.id.in_(set(study_ids)))
+    return {int(i): int(r) for i, r in session.execute(query).all()}
 
 
 def delete(session: Session, study_id: int) -> None:

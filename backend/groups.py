@@ -6,6 +6,10 @@ a label (the rung), the choices it switched and the study that runs it. Studies 
 identical spec asked for by two groups is one study (the API reuses a succeeded, queued or
 running study with the same spec hash), so members point at studies rather than own them; a
 deleted study leaves its member pointing nowhere, which the API reports as ``deleted``.
+
+The members are also rows of ``study_group_members`` (group, position, study id, label), written
+once with the group (:func:`add_group`), so that "which groups hold study N" and "the studies of
+sweep N" are indexed queries rather than a scan of every group's JSON.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, func, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, ForeignKey, Integer, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.models import Base, utcnow
 
@@ -32,6 +36,58 @@ class StudyGroup(Base):
     # [{"label", "path", "switched": [...], "study_id"}] in the group's order
     members: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class StudyGroupMember(Base):
+    """One member of a group: the study at ``position`` of group ``group_id`` (no foreign key
+    to the study: a deleted study leaves its member pointing nowhere, as in ``members``)."""
+
+    __tablename__ = "study_group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("study_groups.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(Integer, index=True)
+    label: Mapped[str | None] = mapped_column(String(500))
+
+
+def add_group(session: Session, group: StudyGroup) -> StudyGroup:
+    """Store a new group and one ``study_group_members`` row per member (in its order)."""
+    session.add(group)
+    session.flush()
+    for position, member in enumerate(group.members):
+        session.add(StudyGroupMember(group_id=group.id, position=position,
+                                     study_id=int(member["study_id"]),
+                                     label=(str(member.get("label") or ""))[:500] or None))
+    session.flush()
+    return group
+
+
+def groups_of(session: Session, study_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Study id → the groups that hold it, oldest first: ``{"kind", "id", "name", "label"}``
+    each (a study in one group twice is listed once, with its first label)."""
+    if not study_ids:
+        return {}
+    rows = session.execute(
+        select(StudyGroupMember.study_id, StudyGroup.kind, StudyGroup.id, StudyGroup.name,
+               StudyGroupMember.label)
+        .join(StudyGroup, StudyGroup.id == StudyGroupMember.group_id)
+        .where(StudyGroupMember.study_id.in_(set(study_ids)))
+        .order_by(StudyGroup.id, StudyGroupMember.position)).all()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for study_id, kind, group_id, name, label in rows:
+        held = out.setdefault(int(study_id), [])
+        if not any(g["id"] == group_id for g in held):
+            held.append({"kind": kind, "id": int(group_id), "name": name, "label": label})
+    return out
+
+
+def member_ids(kind: str, group_id: int):
+    """A subquery of the ids of the studies of group ``group_id`` of ``kind`` (empty when
+    there is no such group)."""
+    return (select(StudyGroupMember.study_id)
+            .join(StudyGroup, StudyGroup.id == StudyGroupMember.group_id)
+            .where(StudyGroup.id == group_id, StudyGroup.kind == kind))
 
 
 def group_state(studies: list) -> tuple[str, float]:

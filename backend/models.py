@@ -1,7 +1,8 @@
 """SQLAlchemy 2 models: the source of truth for studies, their chunks, data sets and workers.
 
 A study's lifecycle is a column (``state``): queued → running (``stage``, ``progress``) →
-succeeded | failed (``error``) | cancelled. Its ground-truth retraining is split into
+succeeded | failed (``error``, ``log_tail``) | cancelled; ``queued_at`` is when it was last
+put in the queue (creation or retry). Its ground-truth retraining is split into
 ``StudyChunk`` rows that any worker may take; each records which worker and device ran it.
 """
 
@@ -58,6 +59,9 @@ class Study(Base):
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     error_type: Mapped[str | None] = mapped_column(String(100))
+    # the last lines the worker logged while running the task that failed the study (its
+    # traceback included), newline-separated; cleared by a retry
+    log_tail: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     finalize_enqueued: Mapped[bool] = mapped_column(Boolean, default=False)
     # The outbox (backend.outbox): when the start (resp. finalize) message was handed to the
@@ -71,6 +75,9 @@ class Study(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # when the study was last put in the queue: its creation, then each retry (what "queued
+    # for" counts from, and the order of the queue)
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -148,3 +155,8 @@ class Worker(Base):
     tasks_done: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# the groups' tables (backend.groups) belong to the same metadata: importing the models
+# always gives the whole schema (the migrations' target, create_all in tests)
+from backend import groups as _groups  # noqa: E402,F401

@@ -34,10 +34,20 @@ class ChunkOut(BaseModel):
 
 
 class Timings(BaseModel):
-    queued_seconds: float | None = Field(None, description="From creation to a worker's start.")
+    queued_seconds: float | None = Field(None, description="How long its latest attempt "
+                                         "waited: from queued_at (creation, or the last "
+                                         "retry) to a worker's start (or now).")
     running_seconds: float | None = Field(None, description="From start to finish (or now).")
     stages: dict[str, float] | None = Field(None, description="Seconds per stage of the "
                                             "finished study (results.json timings).")
+
+
+class GroupRef(BaseModel):
+    kind: str = Field(description="sweep or ladder")
+    id: int = Field(description="GET /api/v1/sweeps/{id} or /api/v1/ladders/{id}.")
+    name: str | None
+    label: str | None = Field(description="The study's place in the group: the sweep point's "
+                              "values (inverse.damping=0.001) or the ladder's rung.")
 
 
 class StudyOut(BaseModel):
@@ -65,12 +75,30 @@ class StudyOut(BaseModel):
     model: dict[str, Any] | None = Field(description="The spec's model section (hidden widths, "
                                          "activation, dtype).")
     created_at: datetime
+    queued_at: datetime = Field(description="When the study was last put in the queue: its "
+                                "creation, then each retry.")
+    queue_position: int | None = Field(
+        None, description="Its place among the queued studies, 1 = the next a worker takes "
+        "(in the order they were queued); null unless queued.")
+    sweep_id: int | None = Field(None, description="The (first) sweep that holds this study "
+                                 "(GET /api/v1/sweeps/{id}); filter with ?sweep_id=.")
+    sweep_name: str | None = Field(None, description="That sweep's name.")
+    ladder_id: int | None = Field(None, description="The (first) ablation ladder that holds "
+                                  "this study (GET /api/v1/ladders/{id}); filter with "
+                                  "?ladder_id=.")
+    ladder_name: str | None = Field(None, description="That ladder's name.")
+    groups: list[GroupRef] = Field(default_factory=list, description="Every sweep and ladder "
+                                   "that holds this study, oldest first (an identical spec "
+                                   "asked for twice is one study).")
     started_at: datetime | None
     finished_at: datetime | None
     links: dict[str, str]
 
 
 class StudyDetail(StudyOut):
+    log_tail: list[str] | None = Field(
+        None, description="A failed study: the last lines (at most 50) the worker logged "
+        "while it ran the task that failed, its traceback included; null otherwise.")
     spec: dict[str, Any]
     request: dict[str, Any]
     estimate: dict[str, Any] | None
@@ -148,7 +176,33 @@ def study_links(study_id: int) -> dict[str, str]:
             "cancel": f"{base}/cancel", "retry": f"{base}/retry"}
 
 
-def study_out(study: Study) -> StudyOut:
+class StudyExtras(BaseModel):
+    """What a study's row alone does not say: its place in the queue, its groups."""
+
+    queue_position: int | None = None
+    groups: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def study_extras(session, studies: list[Study]) -> dict[int, StudyExtras]:
+    """Study id → its extras, in two queries for all of ``studies``."""
+    from backend import crud
+    from backend.groups import groups_of
+
+    ids = [s.id for s in studies if s is not None]
+    queued = [s.id for s in studies if s is not None and s.state == "queued"]
+    positions = crud.queue_positions(session, queued) if queued else {}
+    held = groups_of(session, ids)
+    return {i: StudyExtras(queue_position=positions.get(i), groups=held.get(i, []))
+            for i in ids}
+
+
+def _first(groups: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next((g for g in groups if g["kind"] == kind), {})
+
+
+def study_out(study: Study, extras: StudyExtras | None = None) -> StudyOut:
+    extras = extras or StudyExtras()
+    sweep, ladder = _first(extras.groups, "sweep"), _first(extras.groups, "ladder")
     return StudyOut(
         id=study.id, name=study.name, state=study.state, stage=study.stage,
         stage_progress=study.stage_progress, progress=study.progress,
@@ -157,6 +211,10 @@ def study_out(study: Study) -> StudyOut:
         attempts=study.attempts, device=study.device, worker=study.worker,
         summary=study.summary, data=(study.spec or {}).get("data"),
         model=(study.spec or {}).get("model"), created_at=as_utc(study.created_at),
+        queued_at=as_utc(study.queued_at or study.created_at),
+        queue_position=extras.queue_position if study.state == "queued" else None,
+        sweep_id=sweep.get("id"), sweep_name=sweep.get("name"), ladder_id=ladder.get("id"),
+        ladder_name=ladder.get("name"), groups=[GroupRef(**g) for g in extras.groups],
         started_at=as_utc(study.started_at), finished_at=as_utc(study.finished_at),
         links=study_links(study.id))
 
@@ -170,15 +228,18 @@ def chunk_out(chunk: StudyChunk) -> ChunkOut:
 
 def timings_of(study: Study) -> Timings:
     now = datetime.now(UTC)
-    created, started, finished = (as_utc(study.created_at), as_utc(study.started_at),
-                                  as_utc(study.finished_at))
-    queued = ((started or finished or now) - created).total_seconds() if created else None
+    since, started, finished = (as_utc(study.queued_at or study.created_at),
+                                as_utc(study.started_at), as_utc(study.finished_at))
+    queued = max(0.0, ((started or finished or now) - since).total_seconds()) if since \
+        else None
     running = ((finished or now) - started).total_seconds() if started else None
     return Timings(queued_seconds=queued, running_seconds=running, stages=study.timings)
 
 
-def study_detail(study: Study) -> StudyDetail:
-    return StudyDetail(**study_out(study).model_dump(), spec=study.spec, request=study.request,
+def study_detail(study: Study, extras: StudyExtras | None = None) -> StudyDetail:
+    tail = study.log_tail.splitlines() if study.log_tail and study.state == "failed" else None
+    return StudyDetail(**study_out(study, extras).model_dump(), log_tail=tail,
+                       spec=study.spec, request=study.request,
                        estimate=study.estimate, dataset_id=study.dataset_id,
                        timings=timings_of(study), chunks=[chunk_out(c) for c in study.chunks])
 

@@ -31,6 +31,7 @@ from backend.disk import full_sentence, is_disk_full
 from backend.models import Study, StudyChunk
 from backend.queue import TASK_CHUNK, TASK_FINALIZE, TASK_START
 from worker.celery_app import app, settings
+from worker.logtail import MAX_LINES, TailHandler, capture
 
 log = logging.getLogger("curvscope.worker")
 
@@ -96,6 +97,7 @@ class Reporter:
         self.study_id, self.chunk_index = study_id, chunk_index
         self.stages, self.span = stages or [], span
         self.last_write, self.last_stage, self.position = 0.0, None, 0
+        self.logged_stage: str | None = None
 
     def chunk(self, fraction: float) -> None:
         self("groundtruth/retrain", fraction)
@@ -105,6 +107,9 @@ class Reporter:
         stops anything, so neither raises."""
         if shutting_down.is_set() and not final:
             raise WorkerShuttingDown()
+        if self.chunk_index is None and stage != self.logged_stage:  # a line per stage
+            self.logged_stage = stage
+            log.info("study %s: stage %s", self.study_id, stage)
         now = time.monotonic()
         if (stage == self.last_stage and fraction < 1.0
                 and now - self.last_write < settings.progress_interval_s):
@@ -146,12 +151,14 @@ def reason(exc: BaseException) -> str:
     return text if text else f"{type(exc).__name__} (raised without a message)"
 
 
-def _fail(study_id: int, exc: BaseException | str, error_type: str | None = None) -> None:
+def _fail(study_id: int, exc: BaseException | str, error_type: str | None = None,
+          log_tail: str | None = None) -> None:
     message = exc if isinstance(exc, str) else reason(exc)
     with write_session(settings) as session:
         try:
             crud.fail(session, study_id, message,
-                      error_type or (type(exc).__name__ if not isinstance(exc, str) else "Error"))
+                      error_type or (type(exc).__name__ if not isinstance(exc, str) else "Error"),
+                      log_tail=log_tail)
         except (TransitionError, crud.StudyNotFound):
             pass  # finished (or deleted) meanwhile: nothing to fail
 
@@ -183,16 +190,24 @@ class StudyTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         if args:
+            lines = str(getattr(einfo, "traceback", "") or "").splitlines()[-MAX_LINES:]
             try:
                 _fail(int(args[0]), f"{self.name} gave up after {self.request.retries} "
-                      f"retries: {type(exc).__name__}: {reason(exc)}", "TaskGaveUp")
+                      f"retries: {type(exc).__name__}: {reason(exc)}", "TaskGaveUp",
+                      log_tail="\n".join(lines) or None)
             except Exception:  # the database itself is gone: nothing more to do
                 log.exception("could not mark study %s failed", args[0])
 
 
 def _guard(study_id: int, work) -> dict[str, Any]:
     """Run ``work``; map expected outcomes to study states, let a database hiccup retry,
-    leave work owed on a broker error, fail the study (with its reason) on anything else."""
+    leave work owed on a broker error, fail the study (with its reason) on anything else,
+    keeping the last lines this task logged, its traceback last (``Study.log_tail``)."""
+    with capture() as tail:
+        return _guarded(study_id, work, tail)
+
+
+def _guarded(study_id: int, work, tail: TailHandler) -> dict[str, Any]:
     try:
         return work()
     except StudyStopped as stop:
@@ -210,15 +225,18 @@ def _guard(study_id: int, work) -> dict[str, Any]:
     except (Retry, *RETRYABLE):
         raise
     except Exception as exc:  # a bad spec/data, a diverged training, a bug: fail with reason
-        log.error("study %s failed:\n%s", study_id, traceback.format_exc())
+        trace, before = traceback.format_exc(), tail.records
+        log.error("study %s failed:\n%s", study_id, trace)
+        if tail.records == before:  # the log's level dropped it: the tail keeps it anyway
+            tail.add(f"study {study_id} failed:\n{trace}")
         if is_disk_full(exc):  # not torch's "unexpected pos": what happened, what to do
             message = (full_sentence(settings).replace("try again; nothing was stored",
                                                        "retry the study (its finished stages "
                                                        "and chunks are kept)")
                        + f" ({type(exc).__name__}: {reason(exc)[:200]})")
-            _fail(study_id, message, "DiskFull")
+            _fail(study_id, message, "DiskFull", log_tail=tail.text())
             return {"study": study_id, "outcome": "failed", "error": message}
-        _fail(study_id, exc)
+        _fail(study_id, exc, log_tail=tail.text())
         return {"study": study_id, "outcome": "failed", "error": reason(exc)}
 
 
@@ -297,6 +315,9 @@ def retrain_chunk(self, study_id: int, index: int) -> dict[str, Any]:
             spec = _load_spec(study)
             task = RetrainTask(chunk.alpha, chunk.subset_start, chunk.subset_stop)
         if not done_already:
+            log.info("study %s: retraining chunk %s (alpha %s, subsets %s-%s) on %s, %s",
+                     study_id, index, task.alpha, task.subset_start, task.subset_stop - 1,
+                     hostname, device)
             reporter = Reporter(study_id, chunk_index=index, span=(0.0, RETRAIN_SHARE))
             try:
                 run_retraining_task(spec, task, settings.stage_cache_dir,
@@ -354,6 +375,7 @@ def finalize_study(self, study_id: int) -> dict[str, Any]:
                 return {"study": study_id, "outcome": "skipped"}
             spec = _load_spec(study)
             has_chunks = bool(study.chunks)
+        log.info("study %s: finalize on %s, %s", study_id, hostname, device)
         span = (RETRAIN_SHARE, 1.0) if has_chunks else (0.0, 1.0)
         reporter = Reporter(study_id, stages=stage_plan(spec), span=span)
         try:

@@ -23,9 +23,16 @@ from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.disk import require_space
-from backend.groups import StudyGroup, group_state, list_groups
+from backend.groups import StudyGroup, add_group, group_state, list_groups
 from backend.models import Study
-from backend.schemas import API_PREFIX, PROBLEM_RESPONSES, STORAGE_RESPONSES, StudyOut, study_out
+from backend.schemas import (
+    API_PREFIX,
+    PROBLEM_RESPONSES,
+    STORAGE_RESPONSES,
+    StudyOut,
+    study_extras,
+    study_out,
+)
 from backend.specs import invalid, resolve
 from curvscope.ladder import LadderSpec, Rung, ladder_rungs, summarize_ladder
 
@@ -72,10 +79,11 @@ def _validate(body: dict[str, Any]) -> LadderSpec:
 def _out(group: StudyGroup, session, reused: dict[int, bool] | None = None) -> LadderOut:
     studies = [session.get(Study, m["study_id"]) for m in group.members]
     state, progress = group_state(studies)
+    extras = study_extras(session, studies)
     return LadderOut(
         id=group.id, name=group.name, ladder=group.definition, state=state, progress=progress,
         rungs=[LadderRungOut(label=m["label"], path=m["path"], switched=m["switched"],
-                             study=study_out(s) if s is not None else None,
+                             study=study_out(s, extras.get(s.id)) if s is not None else None,
                              reused=None if reused is None else reused.get(m["study_id"]))
                for m, s in zip(group.members, studies, strict=True)],
         links={"self": f"{API_PREFIX}/ladders/{group.id}",
@@ -126,8 +134,7 @@ def create_ladder(request: Request, body: dict[str, Any], session: SessionDep,
                             "switched": list(rung.switched), "study_id": study.id})
         group = StudyGroup(kind="ladder", name=ladder.name, members=members,
                            definition=ladder.model_dump(mode="json"))
-        tx.add(group)
-        tx.flush()
+        add_group(tx, group)
         group_id = group.id
     if created:  # every rung on its own: a broker error leaves the rest owed, none lost
         _enqueue(request, settings, created)

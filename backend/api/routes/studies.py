@@ -18,6 +18,7 @@ from backend import artifacts, crud, outbox
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.core.problems import Problem
 from backend.disk import require_space
+from backend.groups import member_ids
 from backend.models import ACTIVE_STATES, STATES, IdempotencyKey, Study
 from backend.schemas import (
     API_PREFIX,
@@ -28,8 +29,10 @@ from backend.schemas import (
     StudyList,
     StudyOut,
     ValidationOut,
+    StudyExtras,
     as_utc,
     study_detail,
+    study_extras,
     study_out,
 )
 from backend.specs import resolve
@@ -50,7 +53,8 @@ SpecBody = Annotated[dict[str, Any], Body(
 #: Path and query integers are bounded (no 500 for an id above what the database holds).
 MAX_ID = 2**31 - 1
 StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
-SORT_FIELDS = {"id", "created_at", "started_at", "finished_at", "name", "state", "progress"}
+SORT_FIELDS = {"id", "created_at", "queued_at", "started_at", "finished_at", "name", "state",
+               "progress"}
 SORT_PATTERN = r"^-?(" + "|".join(sorted(SORT_FIELDS)) + r")$"
 STATE_PATTERN = r"^(" + "|".join(STATES) + r")(,(" + "|".join(STATES) + r"))*$"
 IDS_PATTERN = r"^[0-9]{1,9}(,[0-9]{1,9})*$"
@@ -73,8 +77,12 @@ def _get(session, study_id: int) -> Study:
     return study
 
 
-def _reply(study: Study, status: int) -> JSONResponse:
-    return JSONResponse(study_out(study).model_dump(mode="json"), status_code=status,
+def _extras(session, study: Study) -> StudyExtras | None:
+    return study_extras(session, [study]).get(study.id)
+
+
+def _reply(study: Study, status: int, extras: StudyExtras | None = None) -> JSONResponse:
+    return JSONResponse(study_out(study, extras).model_dump(mode="json"), status_code=status,
                         headers={"Location": f"{API_PREFIX}/studies/{study.id}"})
 
 
@@ -130,7 +138,7 @@ def create_study(request: Request, body: SpecBody, session: SessionDep, settings
                               kind="idempotency-key-reused")
             study = session.get(Study, earlier.study_id)
             if study is not None:
-                return _reply(study, earlier.status_code)
+                return _reply(study, earlier.status_code, _extras(session, study))
 
     require_space(settings)
     resolved = resolve(body, session, settings)
@@ -148,12 +156,13 @@ def create_study(request: Request, body: SpecBody, session: SessionDep, settings
             if idempotency_key is not None:
                 tx.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash,
                                       study_id=study.id, status_code=status))
+            extras = _extras(tx, study)
     except IntegrityError:
         raise Problem(409, "Another request with this Idempotency-Key is being processed; "
                       "repeat the request in a moment.", kind="idempotency-key-in-use") from None
     if status == 202:
         _enqueue(request, settings, [study])
-    return _reply(study, status)
+    return _reply(study, status, extras)
 
 
 def _enqueue(request: Request, settings, studies: list[Study] | Study) -> None:
@@ -192,6 +201,10 @@ def list_studies(
                                    "insensitive).")] = None,
     spec_hash: Annotated[str | None, Query(max_length=32)] = None,
     preset: Annotated[str | None, Query(max_length=32)] = None,
+    sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only the studies of "
+                                          "this sweep (GET /api/v1/sweeps/{id}).")] = None,
+    ladder_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only the studies of "
+                                           "this ablation ladder.")] = None,
     created_after: Annotated[IsoDatetime | None, Query(
         description="Created at or after this RFC 3339 date-time.")] = None,
     created_before: Annotated[IsoDatetime | None, Query(
@@ -224,6 +237,10 @@ def list_studies(
         conditions.append(Study.spec_hash == spec_hash)
     if preset:
         conditions.append(Study.preset == preset)
+    if sweep_id is not None:
+        conditions.append(Study.id.in_(member_ids("sweep", sweep_id)))
+    if ladder_id is not None:
+        conditions.append(Study.id.in_(member_ids("ladder", ladder_id)))
     if created_after:
         conditions.append(Study.created_at >= created_after)
     if created_before:
@@ -239,13 +256,15 @@ def list_studies(
     count = session.scalar(select(func.count()).select_from(Study).where(*conditions))
     rows = session.scalars(select(Study).where(*conditions).order_by(order, tie)
                            .limit(limit).offset(offset)).all()
-    return StudyList(data=[study_out(s) for s in rows], count=count or 0)
+    extras = study_extras(session, list(rows))
+    return StudyList(data=[study_out(s, extras.get(s.id)) for s in rows], count=count or 0)
 
 
 @router.get("/{study_id:int}", response_model=StudyDetail, summary="One study: state, stage, "
             "progress, timings, error, chunks")
 def get_study(study_id: StudyId, session: SessionDep) -> StudyDetail:
-    return study_detail(_get(session, study_id))
+    study = _get(session, study_id)
+    return study_detail(study, _extras(session, study))
 
 
 def _succeeded(session, settings, study_id: int) -> Study:
@@ -331,7 +350,8 @@ def export_study(study_id: StudyId, session: SessionDep, settings: SettingsDep,
     if format == "csv":
         return Response(artifacts.results_csv(study_id, results), media_type="text/csv",
                         headers=headers)
-    return JSONResponse({"study": study_detail(study).model_dump(mode="json"),
+    return JSONResponse({"study": study_detail(study, _extras(session, study)).model_dump(
+        mode="json"),
                          "results": results}, headers=headers)
 
 
@@ -350,7 +370,8 @@ def cancel_study(request: Request, study_id: StudyId) -> JSONResponse:
             raise Problem(404, str(exc), kind="study-not-found") from None
         except crud.TransitionError as exc:
             raise _transition_problem(exc, "study-finished") from None
-    return _reply(study, 200 if at_once else 202)
+        extras = _extras(tx, study)
+    return _reply(study, 200 if at_once else 202, extras)
 
 
 @router.post("/{study_id:int}/retry", response_model=StudyOut, status_code=202,
@@ -365,8 +386,10 @@ def retry_study(request: Request, study_id: StudyId, settings: SettingsDep) -> J
             raise Problem(404, str(exc), kind="study-not-found") from None
         except crud.TransitionError as exc:
             raise _transition_problem(exc, "study-not-retryable") from None
+        tx.flush()
+        extras = _extras(tx, study)
     _enqueue(request, settings, [study])
-    return _reply(study, 202)
+    return _reply(study, 202, extras)
 
 
 @router.delete("/{study_id:int}", status_code=204, dependencies=[WriteAuth],

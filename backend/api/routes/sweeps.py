@@ -26,13 +26,14 @@ from backend import crud
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.disk import require_space
-from backend.groups import StudyGroup, group_state, list_groups
+from backend.groups import StudyGroup, add_group, group_state, list_groups
 from backend.models import Study
 from backend.schemas import (
     API_PREFIX,
     PROBLEM_RESPONSES,
     STORAGE_RESPONSES,
     StudyOut,
+    study_extras,
     study_out,
 )
 from backend.specs import invalid, resolve
@@ -173,8 +174,7 @@ def create_sweep(request: Request, body: SweepIn, session: SessionDep,
                            members=[{"label": _label(values), "values": values,
                                      "study_id": study.id, "reused": reused}
                                     for values, study, reused in rows])
-        tx.add(group)
-        tx.flush()
+        add_group(tx, group)
         group_id = group.id
     created = [study for _, study, reused in rows if not reused]
     if created:  # every point on its own: a broker error leaves the rest owed, none lost
@@ -189,6 +189,7 @@ def _sweep_out(group: StudyGroup, session) -> SweepOut:
     members = group.members
     studies = [session.get(Study, m["study_id"]) for m in members]
     state, progress = group_state(studies)
+    extras = study_extras(session, studies)
     grid = group.definition.get("grid", {})
     ids = ",".join(str(m["study_id"]) for m in members)
     first = next(iter(grid), "")
@@ -197,8 +198,8 @@ def _sweep_out(group: StudyGroup, session) -> SweepOut:
         id=group.id, name=group.name, grid=grid, state=state, progress=progress,
         count=len(members), created=len(members) - reused, reused=reused, fields=list(grid),
         points=[SweepPoint(values=m["values"], reused=bool(m.get("reused")),
-                           study=study_out(st)) for m, st in zip(members, studies, strict=True)
-                if st is not None],
+                           study=study_out(st, extras.get(st.id)))
+                for m, st in zip(members, studies, strict=True) if st is not None],
         compare=f"/compare?ids={ids}&param={quote(first)}",
         links={"self": f"{API_PREFIX}/sweeps/{group.id}",
                "studies": f"{API_PREFIX}/studies?ids={ids}",
