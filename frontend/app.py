@@ -151,6 +151,10 @@ def _register_shell_callbacks(app: Dash) -> None:
 
 
 STUDY_PATH = re.compile(r"^/studies/([^/]+)/?$")
+SWEEP_PATH = re.compile(r"^/sweeps/([^/]+)/?$")
+#: pages of one API resource: (the page's path, the resource under the API's prefix); an id
+#: the API does not know answers HTTP 404
+RESOURCE_PAGES = ((STUDY_PATH, "/studies/{}"), (SWEEP_PATH, "/sweeps/{}"))
 
 
 def known_path(path: str) -> bool:
@@ -172,20 +176,22 @@ def known_path(path: str) -> bool:
 
 async def page_status(path: str) -> int:
     """HTTP status of the dashboard's answer for ``path``: 404 for a path no page serves and
-    for a study the API does not know (the page itself still explains), else 200."""
+    for a study or sweep the API does not know (the page itself still explains), else 200."""
     if not known_path(path):
         return 404
-    match = STUDY_PATH.match(path)
-    if match is None:
+    found = [(m, resource) for pattern, resource in RESOURCE_PAGES
+             if (m := pattern.match(path)) is not None]
+    if not found:
         return 200
+    match, resource = found[0]
     from frontend.runtime import EXECUTOR
 
     def exists() -> int:
         sid = match.group(1)
-        if not sid.isdigit():
+        if not sid.isdigit() or not 1 <= int(sid) < 2**63:
             return 404
         try:
-            get_client().study(int(sid))
+            get_client().get_json(resource.format(int(sid)))
         except ApiError as exc:
             return 404 if exc.status == 404 else 200
         return 200

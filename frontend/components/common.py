@@ -9,7 +9,7 @@ from dash import dcc, html
 from frontend.api_client import ApiError
 
 NAV = [("Studies", "/"), ("New study", "/new"), ("Compare", "/compare"),
-       ("Ladder", "/ladder/new"), ("Jobs", "/jobs")]
+       ("Sweeps", "/sweeps"), ("Ladder", "/ladder/new"), ("Jobs", "/jobs")]
 
 
 def navbar() -> html.Header:

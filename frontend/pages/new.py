@@ -2,7 +2,7 @@
 POST /api/v1/studies/validate (the API's own messages next to each field), a memory and time
 estimate before submitting, presets, and on submit the new study's page. Or a sweep: up to
 three fields, each with several values, one study per combination (POST /api/v1/sweeps),
-then the compare page of those studies."""
+then the sweep's page (its studies' progress and LDS, and a link to compare them)."""
 
 from __future__ import annotations
 
@@ -299,4 +299,6 @@ def submit_sweep(_n, body, paths, texts, state, auth):
         return api_error(exc, "The API refused the sweep"), no_update
     how = (f"{sweep['created']} queued, {sweep['reused']} already there" if status == 202
            else "every study already exists")
-    return alert(f"Sweep of {sweep['count']} studies: {how}.", "ok"), sweep["compare"]
+    # the sweep's own page: its grid, its studies' progress and LDS, and a link to compare
+    return alert(f"Sweep #{sweep['id']} of {sweep['count']} studies: {how}.", "ok"), \
+        f"/sweeps/{sweep['id']}"

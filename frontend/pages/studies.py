@@ -12,6 +12,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, 
 from frontend import logic
 from frontend.api_client import ApiError, get_client
 from frontend.components import api_error, card, chip, progress_bar
+from frontend.components.sweeps import compare_href, group_by_sweep, progress_text
 from frontend.data import cached_call
 from frontend.runtime import threaded
 
@@ -253,7 +254,7 @@ def load_list(page, _tick, cols, state, q, preset, sort, mf, mop, mv, group):
     count = len(studies)
     pages = logic.page_count(count, params["page_size"])
     current = min(params["page"], pages)
-    groups = logic.group_sweeps(studies) if group else [(None, [s]) for s in studies]
+    groups = _grouped(client, studies) if group else [(None, [s]) for s in studies]
     # pages hold whole groups where they fit: a page is the groups starting on it
     flat, starts = [], []
     for sweep, members in groups:
@@ -285,20 +286,57 @@ def load_list(page, _tick, cols, state, q, preset, sort, mf, mop, mv, group):
         html.Tr([html.Th(html.Span("select", className="sr-only"))]
                 + [_head(c, sort) for c in visible])])
     body = []
-    members_of = {sweep: [m["id"] for m in members] for sweep, members in groups if sweep}
+    members_of = {_key(sweep): [m["id"] for m in members] for sweep, members in groups
+                  if sweep}
     for position, (sweep, study, opens) in enumerate(shown):
         if sweep and (opens or position == 0):
-            ids = members_of[sweep]
-            body.append(html.Tr(html.Td(
-                [html.Strong(f"sweep “{sweep}”"), f" · {len(ids)} studies · ",
-                 dcc.Link("compare them", href="/compare" + logic.query_string({"ids": ids}))],
-                colSpan=len(visible) + 1), className="group-row",
-                **{"data-sweep": sweep}))
+            body.append(_group_row(sweep, members_of[_key(sweep)], len(visible) + 1))
         body.append(_row(study, visible, names))
     table = html.Table(className="table studies", children=[head, html.Tbody(body)])
     return (table, label, str(pages), current <= 1, current >= pages,
             not logic.any_active(listing["data"]), None, sort_options, column_options,
             metric_options)
+
+
+def _grouped(client, studies: list[dict]) -> list[tuple[dict | None, list[dict]]]:
+    """The studies with those of one sweep gathered: by each row's ``sweep_id`` when the API
+    lists it, else by the sweeps' points (GET /sweeps, the newest 200); without that listing,
+    by the name POST /sweeps gives its studies (``'<sweep>: field=value'``)."""
+    try:
+        sweeps = client.get_json("/sweeps", limit=200)["data"]
+    except ApiError:
+        return [({"name": name} if name else None, members)
+                for name, members in logic.group_sweeps(studies)]
+    return group_by_sweep(studies, sweeps)
+
+
+def _key(sweep: dict):
+    return ("id", sweep["id"]) if sweep.get("id") is not None else ("name", sweep.get("name"))
+
+
+def _group_row(sweep: dict, listed: list[int], span: int) -> html.Tr:
+    """The row over a sweep's studies: its name (a link to its page), how many of its studies
+    are listed, its progress, and a link comparing them."""
+    name = sweep.get("name")
+    title = html.Strong(f"sweep #{sweep['id']}" if sweep.get("id") is not None else "sweep")
+    if name:
+        title.children += f" “{name}”"
+    parts: list = [dcc.Link(title, href=f"/sweeps/{sweep['id']}", className="sweep-link")
+                   if sweep.get("id") is not None else title]
+    total = sweep.get("count")
+    parts.append(f" · {len(listed)} studies listed" + (f" of {total}" if total and
+                                                        total != len(listed) else ""))
+    if sweep.get("points") is not None:
+        parts.append(f" · {progress_text(sweep)}")
+    href = compare_href(sweep) if sweep.get("points") else None
+    parts += [" · ", dcc.Link("compare them", href=href or "/compare" + logic.query_string(
+        {"ids": listed}))]
+    cells = [html.Div(parts)]
+    if sweep.get("points") is not None and sweep.get("state") in logic.ACTIVE:
+        cells.append(progress_bar(sweep.get("progress"), progress_text(sweep)))
+    return html.Tr(html.Td(cells, colSpan=span), className="group-row",
+                   **{"data-sweep": str(sweep.get("id") if sweep.get("id") is not None
+                                        else name)})
 
 
 @callback(Output("studies-selected", "data"), Output("studies-compare", "href"),
