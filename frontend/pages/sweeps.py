@@ -63,8 +63,9 @@ def load(_n):
             html.Td(sweep_progress(sweep)),
             html.Td(dcc.Link("compare", href=href) if href else "–"),
         ], **{"data-sweep": sweep["id"]}))
-    label = f"{len(sweeps)} sweep{'' if len(sweeps) == 1 else 's'}" + (f" (the newest {LIMIT} of {listing['count']})"
-                                       if listing["count"] > len(sweeps) else "")
+    label = f"{len(sweeps)} sweep" + ("" if len(sweeps) == 1 else "s")
+    if listing["count"] > len(sweeps):
+        label += f" (the newest {LIMIT} of {listing['count']})"
     table = html.Table(className="table sweeps", children=[
         html.Thead(html.Tr([html.Th(h, className="num" if h == "studies" else None)
                             for h in ("sweep", "name", "fields (values)", "studies", "state",

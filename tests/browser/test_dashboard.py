@@ -196,8 +196,9 @@ def test_form_shows_the_api_message_and_submits_a_good_spec(tab, service):
 
 
 def test_a_sweep_from_the_form_opens_a_compare_page_that_waits_for_its_studies(tab, service):
-    """Two damping values from the New study page: POST /sweeps, then the compare page shows
-    the studies' progress and, once both have succeeded, LDS against the damping."""
+    """Two damping values from the New study page: POST /sweeps lands on the sweep's page,
+    whose *Compare* opens the compare page: it shows the studies' progress and, once both
+    have succeeded, LDS against the damping."""
     tab.open("/new")
     tab.page.locator("input[name='training.epochs']").wait_for()
     tab.page.get_by_text("The API accepts this spec.").wait_for()
@@ -211,6 +212,9 @@ def test_a_sweep_from_the_form_opens_a_compare_page_that_waits_for_its_studies(t
     tab.page.locator("input[name='sweep-values-0']").fill("0.001 | 0.01")
     tab.page.locator("#sweep-preview").get_by_text("2 studies").wait_for()
     tab.page.click("#sweep-submit")
+    tab.page.wait_for_url(re.compile(r"/sweeps/\d+$"))                # the sweep's page
+    tab.page.locator("#sweep-points tbody tr").nth(1).wait_for()
+    tab.page.click("#sweep-compare")
     tab.page.wait_for_url(re.compile(r"/compare\?ids=\d+,\d+&param=inverse.damping"))
     ids = [int(i) for i in re.search(r"ids=(\d+),(\d+)", tab.page.url).groups()]
     assert not set(ids) & {s["id"] for s in service.studies}
