@@ -97,9 +97,10 @@ def _move(session: Session, study_id: int, action: str) -> Study:
 def create(session: Session, *, name: str | None, spec: dict, request: dict, spec_hash: str,
            preset: str | None, estimate: dict | None, dataset_id: int | None) -> Study:
     """A new queued study whose start message is owed (sent after the commit)."""
+    now = utcnow()
     study = Study(name=name, state="queued", spec=spec, request=request, spec_hash=spec_hash,
                   preset=preset, estimate=estimate, dataset_id=dataset_id, sent_at=None,
-                  queued_at=utcnow())
+                  created_at=now, queued_at=now)
     session.add(study)
     session.flush()
     return study
