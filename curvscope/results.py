@@ -110,11 +110,13 @@ SPLIT_TRAIN = "split/train"  # row indices of the attributed training points in 
 SPLIT_TEST = "split/test"  # row indices of the test points
 SPLIT_FIT = "split/fit"  # rows the model was fitted on, when data.split != "shared"
 TEST_LOSSES = "test_losses"  # the trained model's loss on each test point
+LABELS_TRAIN = "labels/train"  # class label of each attributed training point (split/train order)
+LABELS_TEST = "labels/test"  # class label of each test point (split/test order)
 
 #: The kinds of array names, as the part before the first "/".
 ARRAY_KINDS = ("scores", "eigenvalues", "block_eigenvalues", "lds_per_test", "lds_bootstrap",
                "masks", "retrained_losses", "retrained_losses_by_epoch", "heatmaps", "params",
-               "checkpoints", "images", "split", "test_losses")
+               "checkpoints", "images", "split", "test_losses", "labels")
 
 
 def array_kind(name: str) -> str:

@@ -43,6 +43,8 @@ from curvscope.groundtruth.hierarchy import hierarchy_check, lds_lost
 from curvscope.models import ParameterLayout, build_mlp
 from curvscope.registry import CHAIN, dense_methods, get_method
 from curvscope.results import (
+    LABELS_TEST,
+    LABELS_TRAIN,
     SCHEMA_VERSION,
     SPLIT_FIT,
     SPLIT_TEST,
@@ -550,7 +552,7 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
     arrays |= {params_name(n): v for n, v in layout.unflatten(trained["theta"]).items()}
     arrays |= {checkpoint_name(e): t for e, t in trained["checkpoints"].items()}
     arrays |= {SPLIT_TRAIN: data.train_idx, SPLIT_TEST: data.test_idx,
-               TEST_LOSSES: test_losses}
+               TEST_LOSSES: test_losses, LABELS_TRAIN: data.y_train, LABELS_TEST: data.y_test}
     if data.split != "shared":  # the rows the model was fitted on (loader 1's)
         arrays[SPLIT_FIT] = data.fit_idx
     if data.images is not None:
