@@ -568,12 +568,14 @@ def time_estimate(estimate: dict, samples: list[tuple[float, float]] | None = No
                   ) -> tuple[float | None, str]:
     """Seconds a study should take, and how that was estimated.
 
-    A study's time is a fixed start-up cost plus its compute: t = a + g / r (g GFLOP). The
-    service's finished studies calibrate both: the rate r from their spread in GFLOP (when
-    they span at least a factor of 10) and the start-up a as the median of what is left;
-    else the rate stays the CPU default and only a is measured. Scaling the seconds per GFLOP
-    of small studies (mostly start-up) up to a large one overestimated it tenfold (4 h for a
-    study that ran 18 min)."""
+    An API with ``curvscope.cost`` sends ``seconds`` and ``time_basis``: per-stage closed-form
+    flop and byte counts at the rates its workers' calibration probe measured on their
+    machine, corrected by this service's finished studies; that is the answer. For an older
+    API's estimate (GFLOP only) the fallback fits t = a + g / r to the service's finished
+    studies (``samples``: (GFLOP, seconds)), the rate r from their spread in GFLOP when they
+    span a factor of 10, else the CPU default; it stays a rough guide."""
+    if isinstance(estimate.get("seconds"), (int, float)) and estimate["seconds"] > 0:
+        return float(estimate["seconds"]), str(estimate.get("time_basis") or "estimated")
     gflop = (estimate.get("retraining_gflop") or 0) + (estimate.get("dense_gflop") or 0)
     if gflop <= 0:
         return None, "no estimate"
@@ -581,7 +583,7 @@ def time_estimate(estimate: dict, samples: list[tuple[float, float]] | None = No
     per_gflop = 1 / DEFAULT_GFLOP_PER_S
     if not points:
         return gflop * per_gflop, (f"assuming {DEFAULT_GFLOP_PER_S:g} GFLOP/s (one CPU "
-                                   "worker)")
+                                   "worker); a rough guide")
     gs = [g for g, _ in points]
     n = len(points)
     how = f"from {n} finished stud{'y' if n == 1 else 'ies'} on this service"
@@ -601,11 +603,17 @@ def time_estimate(estimate: dict, samples: list[tuple[float, float]] | None = No
     how += f", {fmt_seconds(start)} start-up)"
     if gflop > 3 * max(gs):
         how += f"; extrapolated beyond the largest ({max(gs):,.0f} GFLOP)"
-    return start + gflop * per_gflop, how
+    return start + gflop * per_gflop, how + "; a rough guide"
+
+
+#: The order the estimate's stage groups are shown in.
+ESTIMATE_GROUPS = ("training", "per-sample gradients", "curvature", "scores", "diagnostics",
+                   "retraining", "LDS", "writing results")
 
 
 def estimate_rows(estimate: dict) -> list[tuple[str, str]]:
-    """Readable lines of the API's estimate."""
+    """Readable lines of the API's estimate: sizes, memory, and (from ``curvscope.cost``)
+    the time of each stage group that takes at least 1 % of the total."""
     rows = [("parameters", fmt_number(estimate.get("n_params"))),
             ("train / test points", f"{fmt_number(estimate.get('n_train'))} / "
                                     f"{fmt_number(estimate.get('n_test'))}")]
@@ -615,8 +623,16 @@ def estimate_rows(estimate: dict) -> list[tuple[str, str]]:
         share = f" ({100 * dense / budget:.0f} % of the {fmt_bytes(budget)} budget)" \
             if budget else ""
         rows.append(("dense curvature memory", fmt_bytes(dense) + share))
+    if estimate.get("peak_memory_bytes"):
+        rows.append(("peak memory", f"≈ {fmt_bytes(estimate['peak_memory_bytes'])}"))
     if estimate.get("n_retrained_models") is not None:
         rows.append(("retrained models", fmt_number(estimate.get("n_retrained_models"))))
+    groups = estimate.get("group_seconds") or {}
+    total = sum(v for v in groups.values() if isinstance(v, (int, float)))
+    for group in [*ESTIMATE_GROUPS, *sorted(set(groups) - set(ESTIMATE_GROUPS))]:
+        seconds = groups.get(group)
+        if isinstance(seconds, (int, float)) and total > 0 and seconds >= 0.01 * total:
+            rows.append((f"time: {group}", f"≈ {fmt_seconds(seconds)}"))
     gflop = (estimate.get("retraining_gflop") or 0) + (estimate.get("dense_gflop") or 0)
     if gflop:
         rows.append(("compute", f"{gflop:,.0f} GFLOP"))
@@ -730,13 +746,19 @@ def eta_seconds(detail: dict) -> float | None:
 
 def queued_for(detail: dict) -> tuple[float | None, str]:
     """How long the study waited for a worker on its latest attempt, and what that counts
-    from. After a retry the API's ``timings.queued_seconds`` still counts from the study's
-    creation, so it is only used for a first attempt or when the API says when the latest
-    attempt was queued (``timings.queued_since`` / ``queued_at``)."""
+    from. An API that sends ``queued_at`` (when the study was last put in the queue: its
+    creation, then each retry) counts ``timings.queued_seconds`` from it; an older one counted
+    from the creation, so without ``queued_at`` (or ``timings.queued_since``) a retried
+    study's wait is unknown rather than counted from its creation."""
     timings = detail.get("timings") or {}
+    retried = (detail.get("attempts") or 1) > 1
+    label = "since the latest attempt was queued" if retried else "since the study was created"
+    if detail.get("queued_at") and timings.get("queued_seconds") is not None:
+        return max(0.0, float(timings["queued_seconds"])), label
     since = parse_time(timings.get("queued_since") or detail.get("queued_at"))
     if since is not None:
-        end = parse_time(detail.get("started_at")) or datetime.now(UTC)
+        end = (parse_time(detail.get("started_at")) or parse_time(detail.get("finished_at"))
+               or datetime.now(UTC))
         return max(0.0, (end - since).total_seconds()), "since the latest attempt was queued"
     if (detail.get("attempts") or 1) > 1:
         return None, "the API does not say when the retry was queued"
@@ -782,6 +804,35 @@ def queue_position(sid: int, queued: list[dict]) -> int | None:
     """1-based place of study ``sid`` among the queued studies (oldest first)."""
     ids = [s["id"] for s in sorted(queued, key=lambda s: (s.get("created_at") or "", s["id"]))]
     return ids.index(sid) + 1 if sid in ids else None
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def queue_text(position: int | None) -> str:
+    """A queued study's place in words: "queued, next in line", "queued, 3rd in line"
+    (``queue_position`` of the API: 1 = the next a worker takes)."""
+    if not position:
+        return "queued"
+    return "queued, next in line" if position == 1 else f"queued, {ordinal(position)} in line"
+
+
+def study_groups(detail: dict) -> list[tuple[str, str, str]]:
+    """The sweeps and ladders that hold the study (the API's ``groups``), as (what, text,
+    href): ("sweep", "#3 damping · inverse.damping=0.001", "/sweeps/3")."""
+    out = []
+    for group in detail.get("groups") or []:
+        kind, gid = group.get("kind"), group.get("id")
+        if kind not in ("sweep", "ladder") or gid is None:
+            continue
+        text = f"#{gid}" + (f" {group['name']}" if group.get("name") else "")
+        if group.get("label"):
+            text += f" · {group['label']}"
+        out.append((kind, text, f"/{'sweeps' if kind == 'sweep' else 'ladder'}/{gid}"))
+    return out
 
 
 def resubmit_href(detail: dict) -> str:

@@ -232,8 +232,10 @@ def alignment_figure(results: dict, kind: str = "eigenbasis", k: int | None = No
 
 def training_figure(results: dict, theme: str = "light") -> go.Figure:
     """The base model's training loss per epoch (``training.epoch_losses``), and, when the
-    study stores them (``training.retrained_epoch_losses``: models × epochs), the spread of
-    the retrained models' curves as a band (min to max) around their median."""
+    study stores them (``training.retrained_epoch_losses``: models × epochs, one row per
+    retrained model), the spread of the retrained models' curves: per epoch the 10 % and 90 %
+    quantiles as a band and the median as a dotted line (quantiles over the models with a
+    finite loss at that epoch)."""
     training = results.get("training") or {}
     losses = [float(v) for v in training.get("epoch_losses") or []]
     fig = go.Figure()
@@ -245,14 +247,16 @@ def training_figure(results: dict, theme: str = "light") -> go.Figure:
     retrained = training.get("retrained_epoch_losses")
     if retrained:
         band = np.asarray(retrained, dtype=float)
-        if band.ndim == 2 and band.shape[1] == len(losses):
-            fig.add_trace(go.Scatter(x=epochs, y=band.max(axis=0), mode="lines",
+        if band.ndim == 2 and band.shape[1] == len(losses) and np.isfinite(band).any(axis=0).all():
+            low, mid, high = np.nanquantile(np.where(np.isfinite(band), band, np.nan),
+                                            [0.1, 0.5, 0.9], axis=0)
+            fig.add_trace(go.Scatter(x=epochs, y=high, mode="lines", meta="retrained-p90",
                                      line=dict(width=0), showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=epochs, y=band.min(axis=0), mode="lines",
-                                     line=dict(width=0), fill="tonexty",
-                                     fillcolor="rgba(127,127,127,0.25)",
-                                     name=f"retrained models ({band.shape[0]}): min–max"))
-            fig.add_trace(go.Scatter(x=epochs, y=np.median(band, axis=0), mode="lines",
+            fig.add_trace(go.Scatter(x=epochs, y=low, mode="lines", line=dict(width=0),
+                                     fill="tonexty", fillcolor="rgba(127,127,127,0.25)",
+                                     meta="retrained-p10",
+                                     name=f"retrained models ({band.shape[0]}): 10–90 %"))
+            fig.add_trace(go.Scatter(x=epochs, y=mid, mode="lines", meta="retrained-median",
                                      line=dict(color="#7f7f7f", dash="dot"),
                                      name="retrained models: median"))
     fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines+markers", name="base model",

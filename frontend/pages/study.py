@@ -92,10 +92,15 @@ CAPTIONS = {
     "eigenbasis and eigenvalue shares.",
     "fig-examples": "The test digit, and for each method the three training digits whose "
     "up-weighting most lowers (helpful, most negative τ) or raises (harmful, most positive "
-    "τ) its test loss; under each: the training index and its score τ.",
+    "τ) its test loss; under each: the training index, its class label (when the study "
+    "stores labels) and its score τ, e.g. “#412 · 7 τ=-0.031” is training digit 412, a 7. "
+    "A helpful digit of another class than the test digit's is worth a look.",
     "fig-loss": "Training loss of the base model per epoch (the model every method explains). "
     "A curve still falling steeply means the model is not converged, which the influence "
-    "approximations assume.",
+    "approximations assume. When the study stores the retrained models' losses "
+    "(training.retrained_epoch_losses), the grey band is their 10–90 % range per epoch and "
+    "the dotted line their median: the ground truth's models, trained on subsets with the "
+    "same recipe; a base curve far outside the band means they did not train alike.",
     "heat": "log10 of the absolute entries (tile means) of H, the GGN and their difference; "
     "white lines: layer boundaries. Bright off-diagonal tiles are cross-layer curvature, "
     "which block-diagonal methods drop.",
@@ -331,8 +336,7 @@ def _status_block(detail: dict, position: int | None = None) -> list:
         if eta is not None:
             lines.append(f"about {logic.fmt_seconds(eta)} left at its pace so far")
         if state == "queued":
-            lines.append(f"place {position} in the queue" if position else
-                         "waiting in the queue")
+            lines.append(logic.queue_text(position) if position else "waiting in the queue")
         if detail.get("cancel_requested"):
             lines.append("cancel requested")
         chunks = logic.chunk_rows(detail)
@@ -362,12 +366,25 @@ def _status_block(detail: dict, position: int | None = None) -> list:
         ]))
     elif state == "failed":
         helps, why = logic.retry_helps(detail)
-        lines = logic.error_lines(detail)
         out.append(alert(detail.get("error") or "no reason was recorded", "error",
                          f"The study failed ({detail.get('error_type') or 'error'}):"))
-        if lines:
-            out.append(html.Details([html.Summary("Last lines of the worker's report"),
-                                     html.Pre("\n".join(lines), id="study-log")], open=True))
+        tail = detail.get("log_tail")
+        if tail:  # what the worker logged while it ran the task that failed, traceback last
+            tail = tail if isinstance(tail, list) else str(tail).splitlines()
+            out.append(html.Details([
+                html.Summary(f"The worker's last {len(tail)} log lines"),
+                html.Pre("\n".join(map(str, tail)), id="study-log", className="log-tail")],
+                id="study-log-tail"))
+            chunk_errors = logic.error_lines({"chunks": detail.get("chunks")})
+            if chunk_errors:
+                out.append(html.Ul([html.Li(line) for line in chunk_errors],
+                                   className="small", id="study-chunk-errors"))
+        else:
+            lines = logic.error_lines(detail)
+            if lines:
+                out.append(html.Details([html.Summary("Last lines of the worker's report"),
+                                         html.Pre("\n".join(lines), id="study-log")],
+                                        open=True))
         out.append(html.P([why, " ", dcc.Link("Edit and resubmit", href=logic.resubmit_href(
             detail))] if not helps else why, className="small", id="study-retry-why"))
     elif state == "cancelled":
@@ -479,8 +496,8 @@ def study_view(client, sid: int, initial: dict | None, current: dict | None = No
         except ApiError as exc:
             error = api_error(exc, "Could not load the results")
     meta = logic.study_meta(detail, results)
-    position = None
-    if state == "queued":  # only while it waits: where it stands in the queue
+    position = detail.get("queue_position")
+    if state == "queued" and "queue_position" not in detail:  # an API that does not say it
         try:
             queued = client.studies(state=["queued"], sort="created_at", limit=500)["data"]
             position = logic.queue_position(sid, queued)
@@ -613,11 +630,17 @@ def _provenance(detail: dict, results: dict | None, client) -> html.Div:
             ("created", logic.fmt_time(detail.get("created_at"))),
             ("started", logic.fmt_time(detail.get("started_at"))),
             ("finished", logic.fmt_time(detail.get("finished_at"))),
-            ("queued for", html.Span(logic.fmt_seconds(queued), title=since)),
+            ("queued", logic.fmt_time(detail.get("queued_at"))) if (
+                detail.get("attempts") or 1) > 1 else None,
+            ("queued for", html.Span(logic.fmt_seconds(queued), title=since,
+                                     id="study-queued-for")),
             ("ran for", logic.fmt_seconds((detail.get("timings") or {}).get(
                 "running_seconds"))),
             ("worker", ", ".join(workers) or "–"), ("device", ", ".join(devices) or "–"),
             ("attempts", detail.get("attempts"))]
+    rows = [row for row in rows if row is not None]
+    for kind, text, href in logic.study_groups(detail):
+        rows.append((kind, dcc.Link(text, href=href, className=f"study-{kind}-link")))
     columns = [html.Div([html.H3("Run"), kv_table(rows)])]
     if results is not None:
         training = results.get("training") or {}
@@ -756,10 +779,9 @@ def examples_view(meta: dict, test, theme: str) -> tuple:
 
     def build(client, study):
         arrays = load_rows(client, study, [f"scores/{m}" for m in methods], index)
-        if meta.get("has_images"):
-            arrays |= load_arrays(client, study, ["images/test", "images/train"])
-            for name in ("labels/test", "labels/train"):  # when the study stores them
-                arrays |= load_arrays(client, study, [name])
+        if meta.get("has_images"):  # the labels when the study stores them (missing: left out)
+            arrays |= load_arrays(client, study, ["images/test", "images/train",
+                                                  "labels/test", "labels/train"])
         return examples_grid(arrays, [m for m in methods if f"scores/{m}" in arrays], index,
                              theme=theme)
 
