@@ -25,13 +25,18 @@ DAMPINGS = [0.001, 0.01]
 
 @pytest.fixture(scope="module")
 def sweep(service):
-    """A sweep of two damping values, as POST /api/v1/sweeps answered it."""
+    """A sweep of two damping values, as POST /api/v1/sweeps answered it; its studies are
+    deleted afterwards (tests elsewhere rank the studies they list)."""
     reply = service.http.post("/api/v1/sweeps", json={
         "base": TINY, "grid": {"inverse.damping": DAMPINGS}, "name": "sweep page"})
     assert reply.status_code == 202, reply.text
     body = reply.json()
     assert reply.headers["location"] == f"/api/v1/sweeps/{body['id']}"
-    return body
+    yield body
+    for point in body["points"]:
+        sid = point["study"]["id"]
+        service.wait_done(sid)
+        assert service.http.delete(f"/api/v1/studies/{sid}").status_code == 204
 
 
 def test_the_sweep_page_shows_grid_states_and_the_studies_lds(tab, service, sweep):
