@@ -94,6 +94,35 @@ def kfac_error_split(G_block: torch.Tensor, E_block: torch.Tensor, K_block: torc
     }
 
 
+def spectral_distance_sq(a: torch.Tensor, b: torch.Tensor, cross_sq: torch.Tensor) -> float:
+    """‖V diag(a) Vᵀ − Q diag(b) Qᵀ‖²_F for orthonormal V, Q, from ``cross_sq`` = (VᵀQ)∘(VᵀQ):
+    the Frobenius norm is invariant under M ↦ Vᵀ M Q, which turns the difference into
+    diag(a) C − C diag(b) with C = VᵀQ, so the squared norm is Σ_ij C_ij² (a_i − b_j)².
+    No d_b × d_b matrix is recomposed, and nothing cancels: each (a_i − b_j)² is formed
+    directly, so a zero difference (a bias block where K-FAC and EK-FAC coincide) stays at
+    round-off squared."""
+    return float((cross_sq * (a[:, None] - b[None, :]).square()).sum())
+
+
+def swap_tests_from_eigen(g_values: torch.Tensor, kfac_values: torch.Tensor,
+                          cross_sq: torch.Tensor, G_norm: float) -> dict:
+    """``swap_tests`` without forming the swapped matrices: with G_bb = U diag(g) Uᵀ (its
+    eigenpairs) and C = UᵀQ (Q K-FAC's eigenbasis), pairing eigenpairs by rank,
+    ‖G − U diag(k↓) Uᵀ‖ = ‖g↓ − k↓‖ and ‖G − Q diag(g↓) Qᵀ‖² = Σ_ij C_ij² (g_i − g↓_{rank(j)})²
+    (``spectral_distance_sq``), each divided by ‖G_bb‖_F. Equal to ``swap_tests`` up to the
+    round-off of G_bb's eigendecomposition (‖G_bb − U diag(g) Uᵀ‖ ≈ 1e-15 ‖G_bb‖)."""
+    g_order = torch.argsort(g_values, descending=True)
+    k_order = torch.argsort(kfac_values, descending=True)
+    g_sorted, k_sorted = g_values[g_order], kfac_values[k_order]
+    swapped = torch.empty_like(g_sorted)
+    swapped[k_order] = g_sorted  # Q's column k_order[r] carries G's r-th largest eigenvalue
+    return {
+        "ggn_basis_kfac_values": float(torch.linalg.norm(g_sorted - k_sorted)) / G_norm,
+        "kfac_basis_ggn_values": math.sqrt(spectral_distance_sq(g_values, swapped, cross_sq))
+        / G_norm,
+    }
+
+
 def swap_tests(G_block: torch.Tensor, kfac_eigenvalues: torch.Tensor,
                kfac_vectors: torch.Tensor, ggn_eigen=None) -> dict:
     """Basis-vs-spectrum swaps, eigenpairs paired by rank (largest with largest):

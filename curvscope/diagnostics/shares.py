@@ -36,7 +36,8 @@ import math
 import torch
 
 from curvscope.attribution.inverse import InverseRule, damped_spectrum, inverse_weights
-from curvscope.curvature.base import CurvatureOperator, DenseEigenBlock
+from curvscope.curvature.base import CurvatureOperator, DenseEigenBlock, KroneckerEigenBlock
+from curvscope.diagnostics.metrics import spectral_distance_sq
 
 #: Below this |LDS_Gbd − LDS_K| the LDS share is undefined (null).
 LDS_DENOMINATOR_EPS = 1e-9
@@ -97,9 +98,17 @@ def blockdiag_operator(ggn_blocks: dict[str, tuple[torch.Tensor, torch.Tensor]],
     return CurvatureOperator("GGN-blockdiag", n_params, blocks)
 
 
+def basis_cross_sq(ggn_vectors: torch.Tensor, block) -> torch.Tensor:
+    """(VᵀQ)∘(VᵀQ) for the GGN block's eigenvectors V and an eigen-block's basis Q, through
+    the block's own change of basis (``rotate``: for a Kronecker basis U_Sᵀ · U_A on each
+    column, 2·d_b²·(out + in + 1) flops instead of the 2·d_b³ of a dense product)."""
+    return block.rotate(ggn_vectors.T).square()
+
+
 def mismatch_shares(layout_blocks, ggn_blocks: dict[str, tuple[torch.Tensor, torch.Tensor]],
                     ekfac: CurvatureOperator, kfac: CurvatureOperator, rule: InverseRule,
-                    scores: dict[str, torch.Tensor] | None = None) -> dict:
+                    scores: dict[str, torch.Tensor] | None = None,
+                    cross_sq: dict[str, torch.Tensor] | None = None) -> dict:
     """Every definition but ``lds`` (see ``lds_share``): {definition: {"value", "formula",
     "per_block"?}}.
 
@@ -107,7 +116,14 @@ def mismatch_shares(layout_blocks, ggn_blocks: dict[str, tuple[torch.Tensor, tor
     block G_bb (the GGN-blockdiag method's own eigenpairs when the study built it), from which
     G_bd's damped spectrum and inverse weights follow as that method's do (one cutoff over the
     whole operator). ``scores`` (method → n_test × n_train) gives the score-level share when it holds
-    GGN-blockdiag, EK-FAC and K-FAC."""
+    GGN-blockdiag, EK-FAC and K-FAC.
+
+    Per block, with V G_bb's eigenvectors and Q EK-FAC's (= K-FAC's) basis, every matrix
+    difference is taken in those bases (``metrics.spectral_distance_sq``):
+    ‖V diag(a) Vᵀ − Q diag(b) Qᵀ‖² = Σ_ij (VᵀQ)_ij² (a_i − b_j)² with (a, b) = (g, λ*) on M,
+    (s_G, s_E) damped and (w_G, w_E) on the inverses, and ‖Q diag(b) Qᵀ − Q diag(c) Qᵀ‖ =
+    ‖b − c‖ for the shared basis; ``cross_sq`` (block name → (VᵀQ)∘(VᵀQ)) reuses products
+    already taken (``basis_cross_sq`` otherwise)."""
     n_params = kfac.n_params
     g_op = blockdiag_operator(ggn_blocks, layout_blocks, n_params)
     sE, wE = (_per_block(x, ekfac) for x in _block_weights(ekfac, rule))
@@ -115,25 +131,22 @@ def mismatch_shares(layout_blocks, ggn_blocks: dict[str, tuple[torch.Tensor, tor
     sG, wG = (_per_block(x, g_op) for x in _block_weights(g_op, rule))
     sums = {key: [0.0, 0.0] for key in ("m", "d", "w")}
     per_block = {key: {} for key in ("m", "ratio", "d", "w")}
+    cross_sq = cross_sq or {}
     for j, block in enumerate(layout_blocks):
         E_b, K_b = ekfac.blocks[j], kfac.blocks[j]
-        Q = E_b.eigenvectors()
         g_vals, g_vecs = ggn_blocks[block.name]
-        G = (g_vecs * g_vals) @ g_vecs.T
-        E = (Q * E_b.eigenvalues) @ Q.T
-        # on M: ‖E − K‖ = ‖λ* − σ⊗α‖ (shared basis)
+        P = cross_sq.get(block.name)
+        if P is None:
+            P = basis_cross_sq(g_vecs, E_b)
+        # on M: ‖E − K‖ = ‖λ* − σ⊗α‖ (shared basis), ‖G − E‖ in the bases V, Q
         mismatch = float(torch.linalg.norm(E_b.eigenvalues - K_b.eigenvalues) ** 2)
-        basis = float(torch.linalg.norm(G - E) ** 2)
+        basis = spectral_distance_sq(g_vals, E_b.eigenvalues, P)
         # damped: D_G − D_E and ‖s_E − s_K‖ (shared basis)
-        D_G = (g_vecs * sG[j]) @ g_vecs.T
-        D_E = (Q * sE[j]) @ Q.T
         d_mismatch = float(torch.linalg.norm(sE[j] - sK[j]) ** 2)
-        d_basis = float(torch.linalg.norm(D_G - D_E) ** 2)
+        d_basis = spectral_distance_sq(sG[j], sE[j], P)
         # inverses
-        W_G = (g_vecs * wG[j]) @ g_vecs.T
-        W_E = (Q * wE[j]) @ Q.T
         w_mismatch = float(torch.linalg.norm(wE[j] - wK[j]) ** 2)
-        w_basis = float(torch.linalg.norm(W_G - W_E) ** 2)
+        w_basis = spectral_distance_sq(wG[j], wE[j], P)
         scales = {"m": float(torch.linalg.norm(g_vals) ** 2),
                   "d": float(torch.linalg.norm(sG[j]) ** 2),
                   "w": float(torch.linalg.norm(wG[j]) ** 2)}
@@ -223,6 +236,9 @@ def tensor_slices(layout) -> list[tuple[str, int, int]]:
                                            strict=True)]
 
 
+OFFICIAL_PAIRS = (("EK-FAC", "GGN"), ("K-FAC", "GGN"), ("K-FAC", "EK-FAC"))
+
+
 def official_eigenvalue_overlap(layout, dense_blocks: dict[str, dict[str, torch.Tensor]]
                                 ) -> dict:
     """The official sorted-spectrum eigenvalue overlap per parameter tensor of EK-FAC and
@@ -230,20 +246,63 @@ def official_eigenvalue_overlap(layout, dense_blocks: dict[str, dict[str, torch.
 
     ``dense_blocks[method][block.name]`` is the method's dense diagonal block for each layout
     block (``"GGN"``: G_bb); a tensor's block is the tensor's rows and columns of it."""
+    names = _official_methods(dense_blocks)
+    spectra = {n: {} for n in names}
+    for block in layout.blocks:
+        for tensor, lo, hi in tensors_in_block(layout, block):
+            for n in names:
+                spectra[n][tensor] = sorted_spectrum(dense_blocks[n][block.name][lo:hi, lo:hi])
+    return official_overlap_from_spectra(layout, spectra)
+
+
+def _official_methods(available) -> list[str]:
+    pairs = [(a, r) for a, r in OFFICIAL_PAIRS if a in available and r in available]
+    return sorted({n for pair in pairs for n in pair})
+
+
+def tensors_in_block(layout, block) -> list[tuple[str, int, int]]:
+    """(tensor, lo, hi): the parameter tensors inside a layout block, as offsets in it."""
+    return [(tensor, start - block.start, stop - block.start)
+            for tensor, start, stop in tensor_slices(layout)
+            if block.start <= start and stop <= block.stop]
+
+
+def official_overlap_from_spectra(layout, spectra: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """``official_eigenvalue_overlap`` from each method's ascending spectrum of each tensor's
+    diagonal block (``spectra[method][tensor]``)."""
     tensors = tensor_slices(layout)
-    pairs = [(a, r) for a, r in [("EK-FAC", "GGN"), ("K-FAC", "GGN"), ("K-FAC", "EK-FAC")]
-             if a in dense_blocks and r in dense_blocks]
+    pairs = [(a, r) for a, r in OFFICIAL_PAIRS if a in spectra and r in spectra]
     result: dict = {"formula": OFFICIAL_OVERLAP_FORMULA, "blocks": [t[0] for t in tensors],
                     "pairs": {f"{a} vs {r}": {} for a, r in pairs}}
-    names = sorted({n for pair in pairs for n in pair})
     for block in layout.blocks:
-        for tensor, start, stop in tensors:
-            if not (block.start <= start and stop <= block.stop):
-                continue
-            lo, hi = start - block.start, stop - block.start
-            spectra = {n: sorted_spectrum(dense_blocks[n][block.name][lo:hi, lo:hi])
-                       for n in names}
+        for tensor, _, _ in tensors_in_block(layout, block):
             for a, r in pairs:
-                result["pairs"][f"{a} vs {r}"][tensor] = official_overlap(spectra[a],
-                                                                          spectra[r])
+                result["pairs"][f"{a} vs {r}"][tensor] = official_overlap(spectra[a][tensor],
+                                                                          spectra[r][tensor])
     return result
+
+
+def kfac_tensor_spectrum(block: KroneckerEigenBlock, lo: int, hi: int) -> torch.Tensor | None:
+    """The ascending spectrum of a K-FAC block's diagonal sub-block for one tensor, in closed
+    form: the block is S ⊗ A on vec([W | b]) (row-major), so the weight's sub-block is
+    S ⊗ A[:in, :in] with eigenvalues σ_o μ_i (μ = eig(A[:in, :in]), an in × in problem) and the
+    bias's is A[in, in]·S with eigenvalues A[in, in] σ_o. None when the block has no factor
+    spectra (not K-FAC) or the range is neither of those two tensors."""
+    if block.sigma is None or block.alpha is None:
+        return None
+    b, size = block.block, hi - lo
+    if lo == 0 and hi == block.size:  # the whole block (one tensor per block)
+        return torch.sort(block.eigenvalues).values
+    if not (b.has_weight and b.has_bias):
+        return None
+    n_weight = b.out_features * b.in_features
+    A = (block.U_A * block.alpha) @ block.U_A.T
+    if lo == 0 and size == n_weight:
+        inner = A[: b.in_features, : b.in_features]
+        mu = torch.linalg.eigvalsh((inner + inner.T) / 2)
+        return torch.sort(torch.outer(block.sigma, mu).reshape(-1)).values
+    if lo == n_weight and size == b.out_features:
+        return torch.sort(block.sigma * A[-1, -1]).values
+    return None
+
+

@@ -62,7 +62,12 @@ def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstra
     number a study reports: ``value`` for ``summary = "point"``, ``interval_midpoint`` for
     ``"interval_midpoint"`` (the official code's "mean", a pitfall: SCIENCE.md §7). With
     ``official`` each entry gets ``official_interval`` too, the interval exactly as the
-    official code computes it (:func:`official_bootstrap_interval`)."""
+    official code computes it (:func:`official_bootstrap_interval`).
+
+    The resamples are drawn in chunks of ``2**22 // targets.size`` (one
+    ``rng.integers(0, M, (chunk, M))`` call each, as before issue 14, so a seed draws the same
+    resamples) and every method's resampled Spearman is evaluated for a whole chunk at once
+    (``_ResampledSpearman``); the values equal ranking each resample, bit for bit."""
     n_subsets = targets.shape[0]
     out = {}
     for name, pred in predictions.items():
@@ -73,19 +78,14 @@ def lds_many(targets: np.ndarray, predictions: dict[str, np.ndarray], n_bootstra
                      "bootstrap": np.empty(n_bootstrap)}
     rng = np.random.default_rng(seed)
     chunk = max(1, 2**22 // max(targets.size, 1))
+    orders = {name: _ColumnOrder(pred) for name, pred in predictions.items()}
+    target_order = _ColumnOrder(targets)
     for start in range(0, n_bootstrap, chunk):
         stop = min(n_bootstrap, start + chunk)
         draws = rng.integers(0, n_subsets, size=(stop - start, n_subsets))
-        counts = np.stack([np.bincount(row, minlength=n_subsets) for row in draws])
-        weights = counts[:, :, None].astype(float)
-        target_ranks = _centred_ranks(targets, counts)
-        target_norm = (weights * target_ranks**2).sum(1)
-        for name, pred in predictions.items():
-            ranks = _centred_ranks(pred, counts)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rho = (weights * target_ranks * ranks).sum(1) / np.sqrt(
-                    target_norm * (weights * ranks**2).sum(1))
-            out[name]["bootstrap"][start:stop] = _mean_over_valid(rho)
+        resampled = _ResampledSpearman(target_order, _counts(draws, n_subsets))
+        for name, order in orders.items():
+            out[name]["bootstrap"][start:stop] = _mean_over_valid(resampled.rho(order))
     tail = (1 - confidence) / 2
     for name, entry in out.items():
         low, high = np.nanquantile(entry["bootstrap"], [tail, 1 - tail])
@@ -127,12 +127,12 @@ def official_bootstrap_interval(targets: np.ndarray, predictions: np.ndarray,
     from scipy.stats import bootstrap
 
     n_subsets = targets.shape[0]
+    target_order, prediction_order = _ColumnOrder(targets), _ColumnOrder(predictions)
 
     def statistic(indices, axis=-1):
         indices = np.moveaxis(np.asarray(indices), axis, -1)
         flat = indices.reshape(-1, indices.shape[-1])
-        counts = np.stack([np.bincount(row, minlength=n_subsets) for row in flat])
-        rho = _weighted_spearman_any(targets, predictions, counts)
+        rho = _ResampledSpearman(target_order, _counts(flat, n_subsets)).rho(prediction_order)
         return _mean_over_valid(rho).reshape(indices.shape[:-1])
 
     result = bootstrap((np.arange(n_subsets),), statistic, n_resamples=n_subsets,
@@ -140,17 +140,6 @@ def official_bootstrap_interval(targets: np.ndarray, predictions: np.ndarray,
     low, high = (float(v) for v in result.confidence_interval)
     return {"method": "BCa", "n_resamples": n_subsets, "random_state": random_state,
             "ci_low": low, "ci_high": high, "midpoint": (low + high) / 2}
-
-
-def _weighted_spearman_any(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``_weighted_spearman`` for resamples of any total size (leave-one-out jackknife
-    samples hold M − 1 subsets): ranks are centred on their weighted mean (K + 1)/2."""
-    total = counts.sum(1, keepdims=True)[:, :, None].astype(float)
-    ra = _resample_ranks(a, counts) - (total + 1) / 2
-    rb = _resample_ranks(b, counts) - (total + 1) / 2
-    w = counts[:, :, None].astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (w * ra * rb).sum(1) / np.sqrt((w * ra**2).sum(1) * (w * rb**2).sum(1))
 
 
 def _mean_over_valid(rho: np.ndarray) -> np.ndarray:
@@ -162,31 +151,103 @@ def _mean_over_valid(rho: np.ndarray) -> np.ndarray:
         return np.where(valid, rho, 0.0).sum(axis=-1) / np.where(counts > 0, counts, np.nan)
 
 
+# ----- the resampled Spearman correlation, vectorised (issue 14) ---------------------------
+#
+# A resample of the M subsets is given by its multiplicities c (B × M, Σ_m c_m = K; K = M for
+# the bootstrap, M − 1 for a jackknife sample). Within one column, sort the M original rows
+# once (stably: ties in the original values are broken by row index, exactly as before); a
+# resample holding row m c_m times gives its copies the average rank
+#     r_m = A_m + (c_m + 1)/2,   A_m = Σ_{k before m} c_k   (the copies of smaller rows),
+# and the Spearman correlation of the resample is the c-weighted Pearson correlation of those
+# ranks centred on their mean (K + 1)/2. Two facts make it cheap:
+#   * the denominator is the same for every column and every method: with every row its own
+#     tie group, Σ_m c_m (r_m − (K+1)/2)² = (K³ − K − Σ_m (c_m³ − c_m)) / 12 =: D, so
+#     ρ = Σ_m c_m ra_m rb_m / D  (written N / √(D·D), the expression evaluated before);
+#   * A is a product: A[b, x, m] = Σ_k c[b, k] · [k before m in column x], one float32 matmul
+#     of the counts with the 0/1 precedence matrices of all columns (exact: integers < 2²⁴).
+# Every quantity is an exact multiple of 1/4 far below 2⁵³, so each sum is exact in float64
+# whatever the order of summation, and ρ is bit-identical to ranking every resample.
+
+#: Above this many subsets (or this size of the precedence matrices) the prefix counts A come
+#: from a gather and a cumulative sum instead of the matmul, whose cost grows as M².
+MATMUL_MAX_SUBSETS = 256
+MATMUL_MAX_BYTES = 64 * 2**20
+
+
+def _counts(draws: np.ndarray, n_subsets: int) -> np.ndarray:
+    """Multiplicities (B × M, int64) of each row of resampled indices, one ``bincount``."""
+    rows = draws.shape[0]
+    flat = (np.arange(rows)[:, None] * n_subsets + draws).ravel()
+    return np.bincount(flat, minlength=rows * n_subsets).reshape(rows, n_subsets)
+
+
+class _ColumnOrder:
+    """The stable ascending order of every column of an M × n matrix, computed once."""
+
+    def __init__(self, values: np.ndarray):
+        self.order = np.ascontiguousarray(np.argsort(values, axis=0, kind="stable").T)  # n × M
+        n, m = self.order.shape
+        self.position = np.empty_like(self.order)  # position[x, m]: where row m sorts
+        np.put_along_axis(self.position, self.order, np.arange(m)[None, :], axis=1)
+        self._precedence: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.order.shape
+
+    def use_matmul(self) -> bool:
+        n, m = self.shape
+        return m <= MATMUL_MAX_SUBSETS and 4 * n * m * m <= MATMUL_MAX_BYTES
+
+    def precedence(self) -> np.ndarray:
+        """(n·M) × M float32: row (x, m) has a 1 in column k when row k sorts before row m."""
+        if self._precedence is None:
+            n, m = self.shape
+            p = self.position
+            self._precedence = (p[:, None, :] < p[:, :, None]).astype(np.float32).reshape(
+                n * m, m)
+        return self._precedence
+
+    def prefix_counts(self, counts: np.ndarray) -> np.ndarray:
+        """A (B × n × M; float32 or int64, exact integers): the copies, in each resample, of
+        the rows that sort before row m in column x."""
+        n, m = self.shape
+        if self.use_matmul():
+            return (counts.astype(np.float32) @ self.precedence().T).reshape(-1, n, m)
+        in_order = counts[:, self.order]  # B × n × M, column x's rows in sorted order
+        exclusive = np.cumsum(in_order, axis=2) - in_order
+        return np.take_along_axis(exclusive, self.position[None], axis=2)
+
+
+class _ResampledSpearman:
+    """Spearman per column for B resamples given by ``counts`` (B × M) against fixed targets:
+    the targets' part (c·ra, its constant-rank term and D) is computed once, so each method
+    costs one prefix-count product and one batched dot product."""
+
+    def __init__(self, targets: _ColumnOrder, counts: np.ndarray):
+        c = counts.astype(np.float64)
+        total = c.sum(axis=1)
+        self.counts = counts
+        self.centred_half = (c + 1) / 2 - ((total + 1) / 2)[:, None]  # (c_m + 1)/2 − (K+1)/2
+        ranks = targets.prefix_counts(counts) + self.centred_half[:, None, :]
+        self.weighted = c[:, None, :] * ranks  # c · ra, B × n × M
+        self.constant_term = np.einsum("bxm,bm->bx", self.weighted, self.centred_half)
+        D = (total**3 - total - (c**3 - c).sum(axis=1)) / 12
+        self.denominator = np.sqrt(D * D)[:, None]
+
+    def rho(self, predictions: _ColumnOrder) -> np.ndarray:
+        """B × n correlations (NaN where a resample holds a single subset)."""
+        numerator = np.einsum("bxm,bxm->bx", self.weighted, predictions.prefix_counts(
+            self.counts), dtype=np.float64, casting="safe") + self.constant_term
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return numerator / self.denominator
+
+
 def _weighted_spearman(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Spearman per column of bootstrap resamples given by multiplicities ``counts`` (B × M).
-
-    A resample holding row j c_j times gives its copies the average rank
-    (#copies of smaller rows) + (c_j + 1)/2, so ranks come from one sort of the original
-    column and a cumulative sum of counts; the correlation is the c-weighted Pearson of those
-    ranks. Equal to ranking each resample with ties averaged (for columns without ties).
-    """
-    ra, rb = _centred_ranks(a, counts), _centred_ranks(b, counts)
-    w = counts[:, :, None].astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (w * ra * rb).sum(1) / np.sqrt((w * ra**2).sum(1) * (w * rb**2).sum(1))
-
-
-def _centred_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Resample ranks minus their mean (M + 1)/2."""
-    return _resample_ranks(values, counts) - (counts.shape[1] + 1) / 2
-
-
-def _resample_ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, axis=0, kind="stable")  # M × n_test
-    c_sorted = counts[:, order].astype(float)  # B × M × n_test
-    r_sorted = np.cumsum(c_sorted, axis=1) - c_sorted + (c_sorted + 1) / 2
-    inverse = np.argsort(order, axis=0)
-    return np.take_along_axis(r_sorted, inverse[None], axis=1)
+    """Spearman per column of bootstrap resamples given by multiplicities ``counts`` (B × M):
+    equal to ranking each resample with ties averaged (for columns without ties; tied
+    original values are ordered by row)."""
+    return _ResampledSpearman(_ColumnOrder(a), counts).rho(_ColumnOrder(b))
 
 
 def seed_noise_ceiling(losses: np.ndarray, n_bootstrap: int = 1000, seed: int = 0) -> dict:
