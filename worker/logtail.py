@@ -3,8 +3,10 @@ worker's log (``Study.log_tail``, ``log_tail`` in GET /studies/{id}).
 
 :func:`capture` attaches a handler to the root logger for the duration of a task. It keeps
 the records that reach the worker's log (the loggers' levels decide, as for the log file) and
-that were emitted by the task's own thread (not the heartbeat's), formatted like the log,
-tracebacks included, in a ring of the last :data:`MAX_LINES` lines.
+that were emitted by the task's own thread (not the heartbeat's), formatted by the log's own
+formatter (the first root handler's: Celery's under ``celery worker``; :data:`FORMAT`
+otherwise), tracebacks included, in a ring of the last :data:`MAX_LINES` lines, so each line is
+a line of the worker's log.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ class TailHandler(logging.Handler):
         self.thread = thread
         self.lines: deque[str] = deque(maxlen=max_lines)
         self.records = 0  # records taken so far
-        self.setFormatter(logging.Formatter(FORMAT))
+        own = next((h.formatter for h in logging.getLogger().handlers
+                    if h.formatter is not None and not isinstance(h, TailHandler)), None)
+        self.setFormatter(own or logging.Formatter(FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self.thread:

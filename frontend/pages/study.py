@@ -332,11 +332,12 @@ def _status_block(detail: dict, position: int | None = None) -> list:
     if state in ("queued", "running"):
         stage = detail.get("stage") or ("waiting for a worker" if state == "queued" else "")
         eta = logic.eta_seconds(detail)
-        lines = [f"Stage {stage}: {100 * (detail.get('stage_progress') or 0):.0f} %"]
+        lines = [] if state == "queued" and not detail.get("stage") else [
+            f"Stage {stage}: {100 * (detail.get('stage_progress') or 0):.0f} %"]
         if eta is not None:
             lines.append(f"about {logic.fmt_seconds(eta)} left at its pace so far")
-        if state == "queued":
-            lines.append(logic.queue_text(position) if position else "waiting in the queue")
+        if state == "queued":  # its place first: what a queued study's reader wants to know
+            lines.insert(0, logic.queue_text(position) if position else "waiting in the queue")
         if detail.get("cancel_requested"):
             lines.append("cancel requested")
         chunks = logic.chunk_rows(detail)
