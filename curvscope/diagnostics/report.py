@@ -115,7 +115,8 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
                 values, vectors = ref_values, ref_vectors
             else:
                 values, vectors = _block_spectrum(op, block, whole.get(name), vectors_cache)
-            curve = eigenbasis_overlap_curve_top(values, vectors, ref_top, OVERLAP_KS)
+            curve = eigenbasis_overlap_curve_top(values, vectors, ref_top, OVERLAP_KS,
+                                                 basis=_basis_of(op, block))
             per_method_block[name][block.name] = {
                 "eigenvalue_overlap": eigenvalue_overlap(values, ref_values),
                 "eigenbasis_overlap": eigenbasis_overlap(values, vectors, ref_values,
@@ -123,7 +124,10 @@ def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: 
                 "curve": {str(j): v for j, v in curve.items()}}
             sorted_block_values[name, block.name] = torch.sort(values).values
             if blocky[name] and (compared or (decompose and name in ("EK-FAC", "K-FAC"))):
-                dense_b[name] = _dense_block(op, block, vectors_cache)
+                # GGN-blockdiag's block IS G_bb (blockdiag.build decomposes it): take the
+                # matrix rather than recompose V diag(g) Vᵀ (2·d_b³ flops, and round-off)
+                dense_b[name] = ctx.ggn_block(block) if name == "GGN-blockdiag" else \
+                    _dense_block(op, block, vectors_cache)
         for name in order:
             if not blocky[name]:
                 continue
@@ -314,12 +318,34 @@ class _TopVectors:
         return self._top[k]
 
 
-def eigenbasis_overlap_curve_top(eig_a, vec_a, reference: _TopVectors,
-                                 ks: list[int]) -> dict[int, float]:
-    """``eigenbasis_overlap_curve`` with the reference's top eigenvectors gathered once."""
+def _basis_of(op: CurvatureOperator, block: Block):
+    """What the overlap curve can use instead of the dense eigenvectors: the Kronecker block
+    itself (its change of basis), "identity" for a diagonal operator, else None."""
+    own = _own_block(op, block)
+    if isinstance(own, KroneckerEigenBlock):
+        return own
+    if own is None and isinstance(op.blocks[0], DiagonalEigenBlock):
+        return "identity"
+    return None
+
+
+def eigenbasis_overlap_curve_top(eig_a, vec_a, reference: _TopVectors, ks: list[int],
+                                 basis=None) -> dict[int, float]:
+    """``eigenbasis_overlap_curve`` with the reference's top eigenvectors gathered once, and
+    the cross products C = V_Kᵀ U_K taken the cheap way where V has structure: for a
+    Kronecker basis as the K columns of (U_Kᵀ V) = rotate(U_Kᵀ) that belong to V's top K
+    (2·K·d_b·(out + in + 1) flops instead of 2·d_b·K²), for V = I as K rows of U_K (exact);
+    1 for every k when V is the reference's own eigenvectors (the GGN against its blocks)."""
     ks = sorted({min(k, vec_a.shape[1]) for k in ks})
+    if vec_a is reference.vectors:  # the reference itself: ‖U_kᵀU_k‖² = k (orthonormal U)
+        return {k: 1.0 for k in ks}
     K = ks[-1]
-    cross = top_eigenvectors(eig_a, vec_a, K).T @ reference.top(K)
+    U = reference.top(K)
+    if basis is None:
+        cross = top_eigenvectors(eig_a, vec_a, K).T @ U
+    else:
+        order = torch.argsort(eig_a, descending=True)[:K]
+        cross = U[order] if basis == "identity" else basis.rotate(U.T)[:, order].T
     return {k: float(torch.linalg.norm(cross[:k, :k]) ** 2 / k) for k in ks}
 
 
