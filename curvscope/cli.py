@@ -204,6 +204,81 @@ def ladder(
     out.print(f"wrote {out_dir / 'ladder.json'}")
 
 
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CURVSCOPE_DATA_DIR", "curvscope-data"))
+
+
+@app.command()
+def calibrate(
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the probe [default: <data-dir>/calibration/<host>.json, "
+        "where the service's API reads it].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="The service's data folder [default: $CURVSCOPE_DATA_DIR or curvscope-data].")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads (as the worker's).")
+                       ] = None,
+):
+    """Measure this machine's rates for the kernels a study runs (a few seconds) and write
+    them where cost estimates read them."""
+    import torch
+
+    from curvscope.calibrate import worker_calibration_path, write_calibration
+
+    if threads:
+        torch.set_num_threads(threads)
+    target = out_file or worker_calibration_path(data_dir or default_data_dir())
+    result = write_calibration(target)
+    for key, value in result["rates"].items():
+        out.print(f"  {key:<18} {value:.4g}")
+    out.print(f"probe took {result['probe_seconds']:.1f} s on {result['device']}; "
+              f"wrote {target}")
+
+
+@app.command()
+def estimate(
+    config: Annotated[Path | None, typer.Option(help="Study spec as TOML (or JSON).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Start from a preset: quick or paper.")
+                      ] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        help="A probe written by `curvscope calibrate` [default: the newest under "
+        "<data-dir>/calibration].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="The service's data folder [default: $CURVSCOPE_DATA_DIR or curvscope-data].")
+    ] = None,
+):
+    """Estimate a study's time per stage and peak memory before running it."""
+    from curvscope.cost import calibration_dir, estimate_time, read_calibrations
+    from curvscope.spec import resolve_spec
+
+    try:
+        spec = resolve_spec(load_config(config), preset)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc)) from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if calibration is not None:
+        try:
+            probes = [json.loads(calibration.read_text())]
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{calibration} cannot be read as a calibration: {exc}") from None
+    else:
+        probes = read_calibrations(calibration_dir(data_dir or default_data_dir()))
+    rates = probes[0]["rates"] if probes else None
+    basis = (f"the calibration probe of {probes[0].get('host')} "
+             f"({probes[0].get('measured_at')})" if probes else None)
+    try:
+        result = estimate_time(spec, rates, basis=basis)
+    except ValueError as exc:  # a file data set: its shape is known once it is read
+        raise UserError(str(exc)) from None
+    for stage, seconds in result["stage_seconds"].items():
+        out.print(f"  {stage:<26} {seconds:9.2f} s")
+    out.print(f"total ≈ {result['seconds']:.1f} s, peak memory ≈ "
+              f"{result['peak_memory_bytes'] / 2**30:.2f} GiB, from {result['basis']}")
+    if not probes:
+        out.print("(run `curvscope calibrate` to measure this machine)")
+
+
 @app.command()
 def methods():
     """List the curvature methods of the registry."""

@@ -203,17 +203,22 @@ def validate(values, ids, state):
 
 
 def _estimate(client, estimate: dict) -> html.Div:
-    seconds, how = logic.time_estimate(estimate, _calibration(client))
+    """The API's estimate: sizes, memory, time per stage group and in total, and its basis
+    (the workers' calibration probe and this service's finished studies)."""
+    measured = isinstance(estimate.get("seconds"), (int, float))
+    seconds, how = logic.time_estimate(estimate, None if measured else _calibration(client))
     rows = logic.estimate_rows(estimate)
     if seconds is not None:
-        rows.append(("time", f"≈ {logic.fmt_seconds(seconds)}"))
+        rows.append(("time", f"≈ {logic.fmt_seconds(seconds)} on one worker"))
     return html.Div([html.H3("Estimate"), kv_table(rows),
-                     html.P(f"Time {how}; a rough guide.", className="small muted")],
+                     html.P(f"Time and memory {how}." if measured else f"Time {how}.",
+                            className="small muted")],
                     id="estimate")
 
 
 def _calibration(client) -> list[tuple[float, float]]:
-    """(GFLOP, seconds) of recent succeeded studies on this service."""
+    """(GFLOP, seconds) of recent succeeded studies on this service: only for an API whose
+    estimate carries no time of its own (before ``curvscope.cost``)."""
     def fetch():
         listing = client.studies(state=["succeeded"], sort="-finished_at", limit=10)
         details = load_details(client, listing["data"])

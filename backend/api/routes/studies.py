@@ -18,6 +18,7 @@ from backend import artifacts, crud, outbox
 from backend.api.deps import SessionDep, SettingsDep, WriteAuth, write_tx
 from backend.core.problems import Problem
 from backend.disk import require_space
+from backend.estimate import timed_resolved
 from backend.groups import member_ids
 from backend.models import ACTIVE_STATES, STATES, IdempotencyKey, Study
 from backend.schemas import (
@@ -92,7 +93,7 @@ def validate_study(body: SpecBody, session: SessionDep, settings: SettingsDep) -
     resolved = resolve(body, session, settings)
     existing = _reusable(session, resolved.spec_hash)
     return ValidationOut(valid=True, spec=resolved.spec_dict, spec_hash=resolved.spec_hash,
-                         estimate=resolved.estimate,
+                         estimate=timed_resolved(resolved, session, settings),
                          existing_study_id=existing.id if existing else None)
 
 
@@ -151,7 +152,8 @@ def create_study(request: Request, body: SpecBody, session: SessionDep, settings
                 status = 202
                 study = crud.create(tx, name=resolved.spec.name, spec=resolved.spec_dict,
                                     request=body, spec_hash=resolved.spec_hash,
-                                    preset=resolved.preset, estimate=resolved.estimate,
+                                    preset=resolved.preset,
+                                    estimate=timed_resolved(resolved, tx, settings),
                                     dataset_id=resolved.dataset_id)
             if idempotency_key is not None:
                 tx.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash,

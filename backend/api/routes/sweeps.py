@@ -26,6 +26,7 @@ from backend import crud
 from backend.api.routes.studies import _enqueue, _reusable
 from backend.core.problems import Problem
 from backend.disk import require_space
+from backend.estimate import timed_resolved, timed_resolved_sweep
 from backend.groups import StudyGroup, add_group, group_state, list_groups
 from backend.models import Study
 from backend.schemas import (
@@ -85,6 +86,22 @@ class SweepOut(BaseModel):
     points: list[SweepPoint]
     compare: str = Field(description="The dashboard's compare page for these studies.")
     links: dict[str, str] = Field(default_factory=dict)
+    estimate: dict[str, Any] | None = Field(
+        None, description="On POST: the sweep's time estimate (as POST /sweeps/validate).")
+
+
+class SweepValidation(BaseModel):
+    """A sweep checked and estimated, nothing stored."""
+
+    valid: bool
+    count: int
+    fields: list[str]
+    points: list[dict[str, Any]] = Field(description="Per point: its values, spec hash, an "
+                                         "identical existing study (reused) and its seconds.")
+    estimate: dict[str, Any] | None = Field(
+        None, description="curvscope.cost's sweep estimate: total seconds (one worker; stages "
+        "an earlier point caches counted once, reused studies not at all), per point, peak "
+        "memory and the basis.")
 
 
 class SweepList(BaseModel):
@@ -137,17 +154,9 @@ def _config(body: SweepIn, values: dict[str, Any]) -> dict:
     return config
 
 
-@router.post("", status_code=202, response_model=SweepOut, dependencies=[WriteAuth],
-             summary="Submit a sweep: one study per combination of the grid's values",
-             responses={200: {"model": SweepOut, "description": "Every point already existed "
-                              "(succeeded, queued or running): those studies."},
-                        202: {"description": "At least one new study was queued."},
-                        **STORAGE_RESPONSES})
-def create_sweep(request: Request, body: SweepIn, session: SessionDep,
-                 settings: SettingsDep) -> JSONResponse:
-    require_space(settings)
-    points = _points(body, settings.max_sweep_studies)
-    configs = [_config(body, values) for values in points]
+def _resolve_points(points: list[dict[str, Any]], configs: list[dict],
+                    session, settings) -> list:
+    """Every point's resolved spec, or one 422 naming each invalid point."""
     resolved, errors = [], []
     for index, (values, config) in enumerate(zip(points, configs, strict=True)):
         try:
@@ -160,6 +169,40 @@ def create_sweep(request: Request, body: SweepIn, session: SessionDep,
     if errors:
         raise invalid(errors, intro="Some points of the sweep are invalid (nothing was "
                       "stored)", kind="invalid-sweep")
+    return resolved
+
+
+@router.post("/validate", response_model=SweepValidation, summary="Validate and estimate a "
+             "sweep without storing anything")
+def validate_sweep(body: SweepIn, session: SessionDep, settings: SettingsDep
+                   ) -> SweepValidation:
+    points = _points(body, settings.max_sweep_studies)
+    configs = [_config(body, values) for values in points]
+    resolved = _resolve_points(points, configs, session, settings)
+    existing = [_reusable(session, r.spec_hash) for r in resolved]
+    estimate = timed_resolved_sweep(resolved, [e is not None for e in existing], session,
+                                    settings)
+    per_point = (estimate or {}).get("points") or [{}] * len(points)
+    return SweepValidation(valid=True, count=len(points), fields=list(body.grid), points=[
+        {"values": values, "spec_hash": r.spec_hash,
+         "existing_study_id": e.id if e is not None else None,
+         "seconds": p.get("seconds"), "cached_stages": p.get("cached_stages", [])}
+        for values, r, e, p in zip(points, resolved, existing, per_point, strict=True)],
+        estimate=estimate)
+
+
+@router.post("", status_code=202, response_model=SweepOut, dependencies=[WriteAuth],
+             summary="Submit a sweep: one study per combination of the grid's values",
+             responses={200: {"model": SweepOut, "description": "Every point already existed "
+                              "(succeeded, queued or running): those studies."},
+                        202: {"description": "At least one new study was queued."},
+                        **STORAGE_RESPONSES})
+def create_sweep(request: Request, body: SweepIn, session: SessionDep,
+                 settings: SettingsDep) -> JSONResponse:
+    require_space(settings)
+    points = _points(body, settings.max_sweep_studies)
+    configs = [_config(body, values) for values in points]
+    resolved = _resolve_points(points, configs, session, settings)
     rows: list[tuple[dict, Study, bool]] = []
     with write_tx(request) as tx:
         for values, config, spec in zip(points, configs, resolved, strict=True):
@@ -167,9 +210,11 @@ def create_sweep(request: Request, body: SweepIn, session: SessionDep,
             if existing is None:
                 study = crud.create(tx, name=spec.spec.name, spec=spec.spec_dict,
                                     request=config, spec_hash=spec.spec_hash,
-                                    preset=spec.preset, estimate=spec.estimate,
+                                    preset=spec.preset,
+                                    estimate=timed_resolved(spec, tx, settings),
                                     dataset_id=spec.dataset_id)
             rows.append((values, existing or study, existing is not None))
+        estimate = timed_resolved_sweep(resolved, [r for _, _, r in rows], tx, settings)
         group = StudyGroup(kind="sweep", name=body.name, definition=body.model_dump(mode="json"),
                            members=[{"label": _label(values), "values": values,
                                      "study_id": study.id, "reused": reused}
@@ -180,6 +225,7 @@ def create_sweep(request: Request, body: SweepIn, session: SessionDep,
     if created:  # every point on its own: a broker error leaves the rest owed, none lost
         _enqueue(request, settings, created)
     out = _sweep_out(session.get(StudyGroup, group_id), session)
+    out.estimate = estimate
     return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200,
                         headers={"Location": f"{API_PREFIX}/sweeps/{group_id}"})
 
