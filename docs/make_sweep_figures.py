@@ -97,6 +97,7 @@ def sweep_row(results: dict, field: str) -> dict:
         "damping": results["spec"]["inverse"]["damping"],
         "cache": dict(results.get("cache") or {}),
         "seconds": sum((results.get("timings") or {}).values()),
+        "timings": dict(results.get("timings") or {}),
     }
 
 
@@ -176,8 +177,8 @@ def draw(sweep: dict, out: Path) -> None:
         ceil = [(x, r["ceiling"].get(alpha)) for x, r in zip(xs, rows)]
         ceil = [(x, e) for x, e in ceil if e]
         if ceil:
-            ax.plot([x for x, _ in ceil], [e["value"] for _, e in ceil], "k--", lw=0.8,
-                    label="seed-noise ceiling")
+            ax.plot([x for x, _ in ceil], [e["value"] for _, e in ceil], "k--", marker="_",
+                    lw=0.8, label="seed-noise ceiling")
         ax.set_ylabel(f"LDS, α = {alpha}")
         width = (max(xs) - min(xs)) / 60 if numeric and not logx and len(xs) > 1 else 0.06
         for k, (hi, lo) in enumerate(LINKS):
@@ -205,8 +206,7 @@ def draw(sweep: dict, out: Path) -> None:
     axes[0][0].legend(fontsize=7, ncol=2, loc="lower right")
     axes[0][1].legend(fontsize=7, ncol=1, loc="best")
     axes[0][0].set_title("LDS per method (95 % bootstrap interval over subsets)")
-    axes[0][1].set_title("adjacent links of H ≥ GGN ≥ GGN-bd ≥ EK-FAC ≥ K-FAC ≥ I "
-                         "(paired 95 % interval)")
+    axes[0][1].set_title("adjacent links LDS(higher) − LDS(lower), paired 95 % interval")
     fig.suptitle(f"{sweep['name']} (sweep {sweep['id']})", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -263,6 +263,22 @@ def verdict_strings(sweep: dict) -> str:
     return "\n".join(out)
 
 
+def cache_lines(sweep: dict) -> str:
+    """Per point, what the stage cache did (results.json ``cache``: computed, hit, reused)
+    and the seconds of the training stage: shows which points trained the base model."""
+    out = []
+    for r in sweep["rows"]:
+        events: dict[str, list[str]] = {}
+        for stage, event in r["cache"].items():
+            events.setdefault(event, []).append(stage)
+        parts = [f"{event}: {', '.join(sorted(stages))}"
+                 for event, stages in sorted(events.items())]
+        out.append(f"{sweep['field']}={r['label']}: train {r['cache'].get('train')} "
+                   f"({r['timings'].get('train', 0):.1f} s), stages {r['seconds']:.0f} s; "
+                   + "; ".join(parts))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="+", help="AXIS=SWEEP_ID, e.g. damping=2")
@@ -286,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             for alpha in sweep["rows"][0]["alphas"]:
                 print(tables(sweep, alpha))
             print(verdict_strings(sweep) + "\n")
+            print(cache_lines(sweep) + "\n")
     return 0
 
 
