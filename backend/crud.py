@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.models import Study, StudyChunk, utcnow
@@ -203,15 +203,23 @@ def retry(session: Session, study_id: int) -> Study:
 def queue_positions(session: Session, study_ids: list[int] | None = None) -> dict[int, int]:
     """Queued study id → its place in the queue, 1 = the next a worker takes: the queued
     studies in the order they were (last) enqueued (``queued_at``, then id), as the broker
-    hands out their start messages. ``study_ids``: only these (the others are still counted)."""
-    rank = func.row_number().over(order_by=(Study.queued_at, Study.id)).label("rank")
-    ranked = select(Study.id, rank).where(Study.state == "queued").subquery()
-    query = select(ranked.c.id, ranked.c.rank)
-    if study_ids is not None:
-        if not study_ids:
-            return {}
-        query = query.where(ranked.c.id.in_(set(study_ids)))
-    return {int(i): int(r) for i, r in session.execute(query).all()}
+    hands out their start messages. ``study_ids``: only these (the others are still counted).
+    One study: a count of those ahead of it; several: the queue's ids in order."""
+    queued = Study.state == "queued"
+    if study_ids is not None and len(set(study_ids)) == 1:
+        (sid,) = set(study_ids)
+        mine = select(Study.queued_at).where(Study.id == sid, queued).scalar_subquery()
+        ahead = session.scalar(select(func.count()).select_from(Study).where(
+            queued, or_(Study.queued_at < mine, and_(Study.queued_at == mine, Study.id < sid))))
+        known = session.scalar(select(func.count()).select_from(Study).where(
+            Study.id == sid, queued))
+        return {sid: int(ahead) + 1} if known else {}
+    if study_ids is not None and not study_ids:
+        return {}
+    order = session.scalars(select(Study.id).where(queued)
+                            .order_by(Study.queued_at, Study.id)).all()
+    wanted = None if study_ids is None else set(study_ids)
+    return {int(i): k + 1 for k, i in enumerate(order) if wanted is None or i in wanted}
 
 
 def delete(session: Session, study_id: int) -> None:
