@@ -107,6 +107,8 @@ def test_queued_studies_say_their_place_and_a_retry_counts_from_itself(tab, serv
         for sid in cleanup:
             service.http.post(f"/api/v1/studies/{sid}/cancel")
         _wait(service, long_id, lambda s: s["state"] in ("cancelled", "failed", "succeeded"))
+        for sid in cleanup:  # leave the shared service as it was for the other pages' tests
+            assert service.http.delete(f"/api/v1/studies/{sid}").status_code in (204, 404)
 
 
 def _epoch(text: str) -> float:
