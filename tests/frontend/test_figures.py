@@ -142,7 +142,9 @@ def test_examples_grid_is_one_mosaic_of_the_same_picks(study):
     # row 0 (K-FAC): test, gap, helpful 1 at column 2 (9-pixel cells), …, harmful 1 at 5
     np.testing.assert_array_equal(z[:8, 18:26], arrays["images/train"][helpful])
     np.testing.assert_array_equal(z[:8, 45:53], arrays["images/train"][harmful])
-    assert text[0, 18] == f"K-FAC, helpful 1: train #{helpful}, τ = {scores[helpful]:.3g}"
+    label = int(arrays["labels/train"][helpful])      # results store labels/train, labels/test
+    assert text[0, 18] == (f"K-FAC, helpful 1: train #{helpful}, label {label}, "
+                           f"τ = {scores[helpful]:.3g}")
     assert np.isnan(z[8, 0]) and np.isnan(z[9, 0])       # the test digit is drawn once
     rows = {**arrays, **{f"scores/{m}": arrays[f"scores/{m}"][2] for m in ("identity", "K-FAC")}}
     from_rows = examples_grid(rows, ["identity", "K-FAC"], test_index=2, top=2)
@@ -381,7 +383,13 @@ def test_training_figure_draws_the_stored_epoch_losses(study):
         [v * 1.1 for v in results["training"]["epoch_losses"]],
         [v * 0.9 for v in results["training"]["epoch_losses"]]]}}
     names = [t.name for t in training_figure(spread).data]
-    assert "retrained models (2): min–max" in names
+    assert "retrained models (2): 10–90 %" in names and "retrained models: median" in names
+    drawn = {t.meta: np.asarray(t.y) for t in training_figure(spread).data}
+    base_losses = np.asarray(results["training"]["epoch_losses"])
+    # two curves, 1.1× and 0.9× the base: quantiles 0.92× (10 %), 1.0× (median), 1.08× (90 %)
+    np.testing.assert_allclose(drawn["retrained-p10"], 0.92 * base_losses, rtol=1e-12)
+    np.testing.assert_allclose(drawn["retrained-median"], base_losses, rtol=1e-12)
+    np.testing.assert_allclose(drawn["retrained-p90"], 1.08 * base_losses, rtol=1e-12)
 
 
 def test_examples_say_index_and_score_under_each_digit(study):
@@ -390,8 +398,13 @@ def test_examples_say_index_and_score_under_each_digit(study):
     notes = list(next(t for t in fig.data if t.meta == "captions").text)
     scores = arrays["scores/K-FAC"][2]
     helpful = int(np.argmin(scores))
-    assert "test #2" in notes
-    assert f"#{helpful} τ={scores[helpful]:.2g}" in notes
+    labels_train, labels_test = arrays["labels/train"], arrays["labels/test"]
+    assert f"test #2 · {labels_test[2]}" in notes              # the study's own labels
+    assert f"#{helpful} · {labels_train[helpful]} τ={scores[helpful]:.2g}" in notes
+    bare = {k: v for k, v in arrays.items() if not k.startswith("labels/")}   # older studies
+    bare_notes = list(next(t for t in examples_grid(bare, ["K-FAC"], test_index=2, top=2)
+                           .data if t.meta == "captions").text)
+    assert "test #2" in bare_notes and f"#{helpful} τ={scores[helpful]:.2g}" in bare_notes
     labelled = examples_grid({**arrays, "labels/train": np.arange(len(arrays["images/train"])),
                               "labels/test": np.zeros(len(arrays["images/test"]), int)},
                              ["K-FAC"], test_index=2, top=2)
