@@ -13,6 +13,9 @@ from backend.models import Study, StudyChunk
 from backend.queue import TASK_CHUNK, TASK_FINALIZE, TASK_START, broker_status
 from tests.backend.servers import tiny
 
+#: real studies through the tasks on a real broker: the slow tier, not the fast one
+pytestmark = pytest.mark.slow
+
 
 def add_study(settings, config: dict, state: str = "queued") -> int:
     from curvscope.spec import resolve_spec
