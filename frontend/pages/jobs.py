@@ -96,10 +96,10 @@ def _active(studies: list[dict], details: list[dict]) -> object:
                             className="button ghost small",
                             disabled=bool(s.get("cancel_requested")))),
     ]) for s in studies]
-    return html.Table(className="table", children=[
+    return html.Div(html.Table(className="table", children=[
         html.Thead(html.Tr([html.Th(h) for h in ("study", "state", "stage", "progress",
                                                  "stage progress", "worker", "")])),
-        html.Tbody(rows)])
+        html.Tbody(rows)]), className="table-wrap")
 
 
 def _finished(studies: list[dict]) -> object:
@@ -113,9 +113,9 @@ def _finished(studies: list[dict]) -> object:
         html.Td(html.Button("Retry", id={"type": "jobs-retry", "id": s["id"]},
                             className="button ghost small")),
     ]) for s in studies]
-    return html.Table(className="table", children=[
+    return html.Div(html.Table(className="table", children=[
         html.Thead(html.Tr([html.Th(h) for h in ("study", "state", "why", "finished", "")])),
-        html.Tbody(rows)])
+        html.Tbody(rows)]), className="table-wrap")
 
 
 @callback(Output("jobs-queue", "children"), Output("jobs-workers", "children"),

@@ -24,7 +24,7 @@ from tests.backend.conftest import redis_server  # noqa: F401  (session-scoped r
 from tests.backend.servers import service_env, start_api, stop_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-FREE_FORM = r"^POST /api/v1/(studies|studies/validate|sweeps|ladders|datasets)$"
+FREE_FORM = r"^POST /api/v1/(studies|studies/validate|sweeps|sweeps/validate|ladders|datasets)$"
 TOKEN = "schemathesis-token-0123456789"
 
 

@@ -259,7 +259,7 @@ def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] 
     return SweepList(data=[_sweep_out(g, session) for g in groups], count=count)
 
 
-@router.get("/{sweep_id}", response_model=SweepOut, summary="A sweep: its grid, its points' "
+@router.get("/{sweep_id:int}", response_model=SweepOut, summary="A sweep: its grid, its points' "
             "studies and their states, its progress")
 def get_sweep(sweep_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
               session: SessionDep) -> SweepOut:
