@@ -629,11 +629,14 @@ def _submit_sweep(client: Client, config: dict, follow: bool) -> None:
     base = client.base
     sweep = client.post("/api/v1/sweeps", config).json()
     ids = [point["study"]["id"] for point in sweep["points"]]
-    err.print(f"sweep of {sweep['count']} studies: {sweep['created']} queued, "
-              f"{sweep['reused']} already there; compare them at {base}{sweep['compare']}")
+    page = base + sweep["links"].get("page", sweep["compare"])
+    err.print(f"sweep #{sweep['id']} of {sweep['count']} studies: {sweep['created']} queued, "
+              f"{sweep['reused']} already there; follow it at {page}, compare them at "
+              f"{base}{sweep['compare']}")
     if not follow:
-        out.print(json.dumps({"ids": ids, "created": sweep["created"],
-                              "reused": sweep["reused"], "compare": base + sweep["compare"]}))
+        out.print(json.dumps({"id": sweep["id"], "ids": ids, "created": sweep["created"],
+                              "reused": sweep["reused"], "page": page,
+                              "compare": base + sweep["compare"]}))
         return
     studies = _follow_many(client, ids)
     failed = 0

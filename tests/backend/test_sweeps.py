@@ -34,6 +34,8 @@ def test_a_sweep_queues_one_study_per_combination(api, settings):
     assert len({api.get(f"/api/v1/studies/{sid}").json()["spec_hash"] for sid in ids}) == 4
     assert body["compare"] == f"/compare?ids={','.join(map(str, ids))}&param=inverse.damping"
     assert response.headers["location"] == f"/api/v1/sweeps/{body['id']}"
+    assert body["links"]["page"] == f"/sweeps/{body['id']}"              # the dashboard's page
+    assert body["links"]["compare"] == body["compare"]
     listed = api.get(body["links"]["studies"]).json()                   # /studies?ids=…
     assert sorted(s["id"] for s in listed["data"]) == sorted(ids) and listed["count"] == 4
     assert broker_status(settings)["pending_messages"] == 4

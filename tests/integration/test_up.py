@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def test_up_submit_and_ctrl_c(tmp_path):
             env, CURVSCOPE_DATA_DIR=str(data)),
                                capture_output=True, text=True, timeout=240)
         assert swept.returncode == 0, swept.stdout + swept.stderr
-        assert "sweep of 2 studies: 1 queued, 1 already there" in swept.stderr
+        assert re.search(r"sweep #(\d+) of 2 studies: 1 queued, 1 already there; follow it "
+                         r"at http://\S+/sweeps/\1,", swept.stderr), swept.stderr
         lines = [line for line in swept.stdout.splitlines() if "succeeded" in line]
         assert len(lines) == 2 and "study 1 " in lines[0] and "training.seed=203" in lines[1]
         assert "K-FAC" in lines[1] and "/compare?ids=1,2&param=training.seed" in swept.stderr

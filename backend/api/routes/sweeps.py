@@ -249,7 +249,8 @@ def _sweep_out(group: StudyGroup, session) -> SweepOut:
         compare=f"/compare?ids={ids}&param={quote(first)}",
         links={"self": f"{API_PREFIX}/sweeps/{group.id}",
                "studies": f"{API_PREFIX}/studies?ids={ids}",
-               "page": f"/compare?ids={ids}&param={quote(first)}"})
+               "page": f"/sweeps/{group.id}",
+               "compare": f"/compare?ids={ids}&param={quote(first)}"})
 
 
 @router.get("", response_model=SweepList, summary="List sweeps, newest first")
