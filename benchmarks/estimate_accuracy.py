@@ -13,9 +13,11 @@ folder, so the ``write`` stage is timed too). Measured: the wall time of ``run_s
 Reported: a table of estimate vs measured per stage group and in total, and a last JSON line
 with, per preset, ``ratio`` = estimated / measured total seconds, the per-stage ratios, the
 memory ratio, the probe's own seconds and the 1-minute load (``os.getloadavg``) before the
-probe, after it and at the end of the run. Target: 0.5 ≤ ratio ≤ 2 for both presets on an
-idle machine. ``--quick`` runs the quick preset only; ``--threads N`` sets torch's threads in
-the children (default torch's choice).
+probe, after it and at the end of the run. A second probe after the run gives
+``ratio_probe_after`` (not an estimate one could have had before: it shows how much of the
+error is the machine's load changing during the run). Target: 0.5 ≤ ratio ≤ 2 for both presets on an
+idle machine. ``--quick`` (or ``--only quick``) runs the quick preset only, ``--only paper``
+the paper one; ``--threads N`` sets torch's threads in the children (default torch's choice).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def child(preset: str, threads: int | None) -> dict:
         result = run_study(spec, Path(out))
         wall = time.perf_counter() - start
     timings = dict(result.results["timings"])
+    # a second probe after the run: how much of the error is the load changing meanwhile
+    after = estimate_time(spec, probe()["rates"])
     groups: dict[str, float] = {}
     for stage, seconds in timings.items():
         group = STAGE_GROUPS[stage.split("/", 1)[0]]
@@ -66,6 +70,7 @@ def child(preset: str, threads: int | None) -> dict:
         "probe_seconds": calibration["probe_seconds"],
         "rates": calibration["rates"],
         "estimate_s": estimate["seconds"],
+        "estimate_after_s": after["seconds"],
         "measured_s": wall,
         "estimate_stages_s": estimate["stage_seconds"],
         "measured_stages_s": timings,
@@ -98,13 +103,15 @@ def ratio(estimate: float, measured: float) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick preset only")
+    parser.add_argument("--only", choices=["quick", "paper"], default=None,
+                        help="run this preset alone")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.threads)), flush=True)
         return
-    presets = ["quick"] if args.quick else ["quick", "paper"]
+    presets = [args.only] if args.only else ["quick"] if args.quick else ["quick", "paper"]
     print(f"== estimate vs real run ({os.cpu_count()} CPUs, 1-min load "
           f"{os.getloadavg()[0]:.2f})")
     figures = {}
@@ -120,12 +127,15 @@ def main() -> None:
             print(f"    {group:<24} {e:9.2f}s {m:9.2f}s {ratio(e, m) or float('nan'):7.2f}")
         print(f"    {'total (wall)':<24} {r['estimate_s']:9.2f}s {r['measured_s']:9.2f}s "
               f"{ratio(r['estimate_s'], r['measured_s']):7.2f}")
+        print(f"    {'(probe after the run)':<24} {r['estimate_after_s']:9.2f}s "
+              f"{r['measured_s']:9.2f}s {ratio(r['estimate_after_s'], r['measured_s']):7.2f}")
         print(f"    {'peak memory (MiB)':<24} {r['estimate_peak_bytes'] / 2**20:9.0f}  "
               f"{r['measured_peak_bytes'] / 2**20:9.0f}  "
               f"{ratio(r['estimate_peak_bytes'], r['measured_peak_bytes']):7.2f}")
         figures[preset] = {
             "ratio": ratio(r["estimate_s"], r["measured_s"]),
             "estimate_s": round(r["estimate_s"], 2), "measured_s": round(r["measured_s"], 2),
+            "ratio_probe_after": ratio(r["estimate_after_s"], r["measured_s"]),
             "memory_ratio": ratio(r["estimate_peak_bytes"], r["measured_peak_bytes"]),
             "stage_ratios": {s: ratio(r["estimate_stages_s"].get(s, 0.0), m)
                              for s, m in r["measured_stages_s"].items()},

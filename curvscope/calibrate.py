@@ -17,6 +17,7 @@ is the code's and not LAPACK's or BLAS's:
   resamples, 2 methods: ranked elements ((methods + 1) · resamples · M · T) per second, the
   time of its prefix-count matmul (2·M float32 flops per element) at the gemm32 rate
   taken out;
+* npz: ``np.savez_compressed`` of 8 MB of float64 normals, bytes per second;
 * base_rss_bytes: this process's resident memory at the end.
 
 Each timed kernel is the median of its repeats (a shared machine's load is part of what a
@@ -90,7 +91,7 @@ def _probe_data(n: int, seed: int, dtype: torch.dtype):
     return X, y
 
 
-def _step_rate(repeats: int = 3) -> float:
+def _step_rate(repeats: int = 5) -> float:
     from curvscope.models import build_mlp
     from curvscope.specs import ModelSpec, TrainingSpec
     from curvscope.training import train_model
@@ -157,6 +158,15 @@ def _lds_rate(gemm32: float, M: int = 100, T: int = 100, B: int = 200) -> float:
     return elements / rest
 
 
+def _npz_rate(n: int = 2**20) -> float:
+    """Bytes per second of ``np.savez_compressed`` (what writes arrays.npz) on 8 MB of
+    float64 normals (incompressible like the scores), into memory."""
+    import io
+
+    values = np.random.default_rng(8).standard_normal(n)
+    return 8 * n / _median_time(lambda: np.savez_compressed(io.BytesIO(), a=values), 3)
+
+
 def probe() -> dict:
     """Measure every rate of ``curvscope.cost.KERNELS`` here, now (a few seconds)."""
     start = time.perf_counter()
@@ -171,6 +181,7 @@ def probe() -> dict:
     rates["bflop"], rates["bstep"] = _batched_rates()
     rates["perm"] = _perm_rate()
     rates["lds"] = _lds_rate(rates["gemm32"])
+    rates["npz"] = _npz_rate()
     rates["fixed"] = 1.0
     rates["base_rss_bytes"] = float(psutil.Process().memory_info().rss)
     return {

@@ -20,6 +20,7 @@ bflop       flop of the batched retraining trainer (fp32)    ``train_many``, 64 
 bstep       one step of the batched trainer (fixed part)     (the same two runs)
 perm        element of a minibatch permutation               ``torch.randperm``
 lds         resample × subset × test point, per ranked set   ``lds_many`` on random losses
+npz         byte of arrays.npz (zlib-compressed)             ``np.savez_compressed``, 8 MB
 fixed       second                                           —
 ==========  ===============================================  ==================================
 
@@ -75,7 +76,7 @@ from curvscope.registry import get_method
 from curvscope.sizes import data_shape, estimate_dense_memory_bytes, n_test_rows
 
 KERNELS = ("gemm", "gemm32", "eigh", "eigvalsh", "mem", "step", "bflop", "bstep", "perm",
-           "lds", "fixed")
+           "lds", "npz", "fixed")
 
 #: The size the probe's eigendecompositions are measured at (the reference of n^p).
 EIGH_REFERENCE_N = 1024
@@ -92,23 +93,25 @@ STAGE_FLOOR_S = 0.002
 #: Loading and splitting a built-in data set, building the model.
 DATA_STAGE_S = 0.15
 
-#: Rates of the reference machine (2-core Xeon, AVX-512, torch 2.13 CPU, 2 threads, idle;
-#: ``curvscope calibrate`` on 2026-12-02): used when no probe of this machine is at hand.
+#: Rates of the reference machine (2-core Xeon, AVX-512, torch 2.13 CPU), measured by
+#: ``curvscope.calibrate.probe`` with 1 torch thread at a 1-minute load of 2.4 (2026-12-01):
+#: used when no probe of this machine is at hand.
 DEFAULT_RATES: dict[str, float] = {
-    "gemm": 1.6e11,
-    "gemm32": 3.2e11,
-    "eigh": 9.0e8,
+    "gemm": 1.9e10,
+    "gemm32": 2.6e10,
+    "eigh": 1.6e9,
     "eigh_exponent": EIGH_EXPONENT,
-    "eigvalsh": 3.0e9,
+    "eigvalsh": 3.1e9,
     "eigvalsh_exponent": EIGVALSH_EXPONENT,
-    "mem": 6.0e9,
-    "step": 1.0e3,
-    "bflop": 5.0e10,
-    "bstep": 4.0e3,
-    "perm": 1.0e8,
-    "lds": 4.0e7,
+    "mem": 3.0e9,
+    "step": 330.0,
+    "bflop": 5.0e9,
+    "bstep": 1.6e3,
+    "perm": 2.8e7,
+    "lds": 3.7e7,
+    "npz": 1.0e7,
     "fixed": 1.0,
-    "base_rss_bytes": 4.0e8,
+    "base_rss_bytes": 4.3e8,
 }
 
 #: Which stages each reported group holds (for people: training, retraining, ...).
@@ -512,16 +515,23 @@ def lds_work(spec: Any, s: Shape) -> Work:
 
 
 def write_work(spec: Any, s: Shape) -> Work:
-    """arrays.npz (compressed) and results.json."""
-    gt = spec.groundtruth
+    """arrays.npz (``np.savez_compressed``) and results.json: the bytes of the scores, the
+    spectra, the parameters and checkpoints, the images, and per α the masks, the retrained
+    losses (per checkpoint when there are several), the per-test LDS and the bootstrap."""
+    gt, tr = spec.groundtruth, spec.training
     n_methods = len(spec.curvature.methods)
-    array_bytes = 8 * n_methods * s.n_test * s.n_train
+    checkpoints = len(tr.checkpoint_epochs())
+    rows = s.n_train + s.n_test
+    array_bytes = 8 * n_methods * s.n_test * s.n_train + 8 * 2 * n_methods * s.d
+    array_bytes += 8 * (1 + checkpoints) * s.d + 8 * (2 * rows + s.n_test)
+    if spec.data.name == "digits":
+        array_bytes += 8 * rows * s.n_features
     if gt.enabled:
-        array_bytes += len(gt.alphas) * (gt.n_subsets * s.n_train + 4 * len(
-            spec.training.checkpoint_epochs()) * gt.n_subsets * gt.n_seeds * s.n_test
-            + 8 * n_methods * (gt.n_bootstrap + s.n_test))
-    # zlib runs at ~50 MB/s: 100 × the memory rate's cost per byte
-    return Work().add("mem", 100 * array_bytes).add("fixed", 0.05)
+        losses = 4 * gt.n_subsets * gt.n_seeds * s.n_test * (1 + (checkpoints if checkpoints
+                                                                   > 1 else 0))
+        array_bytes += len(gt.alphas) * (gt.n_subsets * s.n_train + losses + 8 * (
+            n_methods + 1) * s.n_test + 8 * n_methods * gt.n_bootstrap)
+    return Work().add("npz", array_bytes).add("fixed", 0.05)
 
 
 def stage_work(spec: Any, file_shape: tuple[int, int, int] | None = None,
@@ -593,7 +603,8 @@ def peak_memory_bytes(spec: Any, file_shape: tuple[int, int, int] | None = None,
                                                              + s.n_test))
         retrain += len(gt.alphas) * 4 * len(spec.training.checkpoint_epochs()) * \
             gt.n_subsets * gt.n_seeds * s.n_test
-        retrain += 8 * gt.n_bootstrap * gt.n_subsets * s.n_test * 8  # LDS resample chunks
+        # the LDS: ~6 float64 arrays of one resample chunk (at most 2²² elements each)
+        retrain += 6 * 8 * min(2**22, gt.n_bootstrap * gt.n_subsets * s.n_test)
     return int(base_rss_bytes + max(curvature, retrain + grads + scores))
 
 
