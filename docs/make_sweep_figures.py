@@ -111,6 +111,33 @@ def sweep_rows(results_list: list[dict], field: str) -> list[dict]:
     return sorted(rows, key=key)
 
 
+def best_points(rows: list[dict], alpha: str) -> dict[str, int]:
+    """For each method, the index of the point (e.g. the damping λ) where its LDS at α is
+    highest: the sweep as a per-method tuning of that value."""
+    best = {}
+    for method in METHODS:
+        values = [(r["lds"].get(method, {}).get(alpha) or {}).get("value") for r in rows]
+        if any(v is not None for v in values):
+            best[method] = max((v, i) for i, v in enumerate(values) if v is not None)[1]
+    return best
+
+
+def paired_difference(value_a: float, value_b: float, boot_a, boot_b) -> dict:
+    """LDS(a) − LDS(b) with the 95 % percentile interval of the resample-by-resample
+    differences; valid across studies that share subsets and bootstrap seed (every point of
+    a sweep over the inverse or the checkpoint does)."""
+    diffs = sorted(x - y for x, y in zip(boot_a, boot_b, strict=True))
+    n = len(diffs)
+
+    def pct(q):  # linear interpolation, as numpy.percentile
+        k = (n - 1) * q
+        lo, hi = math.floor(k), math.ceil(k)
+        return diffs[lo] + (diffs[hi] - diffs[lo]) * (k - lo)
+    low, high = pct(0.025), pct(0.975)
+    verdict = "≥" if low > 0 else "<" if high < 0 else "≈"
+    return {"value": value_a - value_b, "ci_low": low, "ci_high": high, "verdict": verdict}
+
+
 # ----- the service (REST) ------------------------------------------------------------------
 
 def _get(url: str) -> Any:
@@ -140,8 +167,45 @@ def load_sweep(url: str, sweep_id: int) -> dict:
     finished = [f for _, f in stamps if f]
     wall = (max(finished) - min(created)).total_seconds() \
         if created and len(finished) == len(stamps) else None
+    rows = sweep_rows(results, field)
+    ids = {json.dumps(spec_value(r["spec"], field)): sid
+           for r, sid in zip(results, [p["study"]["id"] for p in sweep["points"]
+                                       if p["study"]["state"] == "succeeded"], strict=True)}
+    for row in rows:
+        row["study"] = ids[json.dumps(row["value"])]
     return {"id": sweep_id, "name": sweep["name"], "field": field, "grid": sweep["grid"],
-            "states": states, "rows": sweep_rows(results, field), "wall_s": wall}
+            "states": states, "rows": rows, "wall_s": wall, "url": url}
+
+
+def links_at_best(sweep: dict, alpha: str) -> list[str]:
+    """Markdown rows: each adjacent link with both methods at their own best point of the
+    sweep, the paired interval from the stored bootstrap resamples (lds_bootstrap/<m>/<α>)."""
+    rows, url = sweep["rows"], sweep["url"]
+    best = best_points(rows, alpha)
+
+    def boot(method):
+        row = rows[best[method]]
+        name = f"lds_bootstrap/{method}/{alpha}"
+        return _get(f"{url}/api/v1/studies/{row['study']}/arrays/{name}?format=json")
+
+    out = []
+    for hi, lo in LINKS:
+        if hi not in best or lo not in best:
+            continue
+        a, b = rows[best[hi]], rows[best[lo]]
+        d = paired_difference(a["lds"][hi][alpha]["value"], b["lds"][lo][alpha]["value"],
+                              _values(boot(hi)), _values(boot(lo)))
+        out.append(f"| {hi} @ {a['label']} ≥ {lo} @ {b['label']} | {d['verdict']} {_fmt(d)} |")
+    return out
+
+
+def _values(payload) -> list[float]:
+    """An array fetched as JSON: the bare list, or {"data": [...]} / {"values": [...]}."""
+    if isinstance(payload, dict):
+        for key in ("data", "values", "array"):
+            if key in payload:
+                return payload[key]
+    return payload
 
 
 # ----- figures -----------------------------------------------------------------------------
@@ -303,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(tables(sweep, alpha))
             print(verdict_strings(sweep) + "\n")
             print(cache_lines(sweep) + "\n")
+            if sweep["field"] == "inverse.damping":
+                for alpha in sweep["rows"][0]["alphas"]:
+                    print(f"each method at its own best λ, α = {alpha}\n")
+                    print("| link | paired Δ LDS |\n|---|---|")
+                    print("\n".join(links_at_best(sweep, alpha)) + "\n")
     return 0
 
 

@@ -94,3 +94,26 @@ def test_the_markdown_table_and_the_figure(golden, tmp_path):
     out = tmp_path / "sweep-golden.png"
     msf.draw(sweep, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_best_point_per_method_and_the_paired_difference_across_points(golden):
+    msf = _module()
+    points = []
+    for damping, shift in ((1e-5, 0.0), (1e-4, 0.05), (1e-3, -0.02)):
+        r = copy.deepcopy(golden)
+        r["spec"]["inverse"]["damping"] = damping
+        r["methods"]["GGN"]["lds"]["0.5"]["value"] += shift
+        points.append(r)
+    rows = msf.sweep_rows(points, "inverse.damping")
+    best = msf.best_points(rows, "0.5")
+    assert rows[best["GGN"]]["value"] == 1e-4
+    # a shift shared by every resample moves the value and the interval, not their widths
+    boot_b = [0.1 * k for k in range(101)]
+    boot_a = [x + 0.25 for x in boot_b]
+    d = msf.paired_difference(0.6, 0.35, boot_a, boot_b)
+    assert d["value"] == pytest.approx(0.25)
+    assert d["ci_low"] == pytest.approx(0.25) and d["ci_high"] == pytest.approx(0.25)
+    assert d["verdict"] == "≥"
+    noisy = msf.paired_difference(0.5, 0.5, [float(k % 3) for k in range(100)],
+                                  [1.0] * 100)
+    assert noisy["verdict"] == "≈" and noisy["ci_low"] == -1.0 and noisy["ci_high"] == 1.0
