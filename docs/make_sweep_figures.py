@@ -267,7 +267,7 @@ def draw(sweep: dict, out: Path) -> None:
                 a.set_xticks(xs, [r["label"] for r in rows])
     axes[-1][0].set_xlabel(sweep["field"])
     axes[-1][1].set_xlabel(sweep["field"])
-    axes[0][0].legend(fontsize=7, ncol=2, loc="lower right")
+    axes[0][0].legend(fontsize=7, ncol=2, loc="best", framealpha=0.8)
     axes[0][1].legend(fontsize=7, ncol=1, loc="best")
     axes[0][0].set_title("LDS per method (95 % bootstrap interval over subsets)")
     axes[0][1].set_title("adjacent links LDS(higher) − LDS(lower), paired 95 % interval")
