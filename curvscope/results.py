@@ -78,6 +78,12 @@ def retrained_losses_name(alpha: float | str) -> str:
     return f"retrained_losses/{alpha_key(alpha)}"
 
 
+def retrained_train_losses_name(alpha: float | str) -> str:
+    """Each retrained model's mean training loss on its own subset (n_subsets × n_seeds ×
+    epochs, float32) at ``training.retrained_loss_curves[α].epochs``."""
+    return f"retrained_train_losses/{alpha_key(alpha)}"
+
+
 def retrained_losses_by_epoch_name(alpha: float | str) -> str:
     """Retrained test losses per checkpoint (n_checkpoints × n_subsets × n_seeds × n_test)."""
     return f"retrained_losses_by_epoch/{alpha_key(alpha)}"
@@ -115,7 +121,8 @@ LABELS_TEST = "labels/test"  # class label of each test point (split/test order)
 
 #: The kinds of array names, as the part before the first "/".
 ARRAY_KINDS = ("scores", "eigenvalues", "block_eigenvalues", "lds_per_test", "lds_bootstrap",
-               "masks", "retrained_losses", "retrained_losses_by_epoch", "heatmaps", "params",
+               "masks", "retrained_losses", "retrained_losses_by_epoch",
+               "retrained_train_losses", "heatmaps", "params",
                "checkpoints", "images", "split", "test_losses", "labels")
 
 
@@ -355,8 +362,22 @@ class GroundTruth(_Open):
     hierarchy: dict[str, HierarchyCheck] = Field(default_factory=dict)
 
 
+class LossSpread(_Open):
+    """The retrained models' training-loss curves at one α, summarised per epoch: the 10 %,
+    50 % and 90 % quantiles over the ``n_models`` models (``retrained_train_losses/<α>`` holds
+    every curve)."""
+
+    epochs: list[int]
+    n_models: int
+    p10: list[float]
+    median: list[float]
+    p90: list[float]
+
+
 class TrainingSummary(_Open):
     epoch_losses: list[float] = Field(default_factory=list)
+    # α key → the ground truth's retrained models' loss spread (studies with ground truth)
+    retrained_loss_curves: dict[str, LossSpread] = Field(default_factory=dict)
     train_loss: float | None = None
     train_accuracy: float | None = None
     test_loss: float | None = None
@@ -508,6 +529,7 @@ def expected_array_names(results: StudyResults | dict) -> list[str]:
         for alpha in results.alphas:
             names += [masks_name(alpha), retrained_losses_name(alpha)]
             names += [lds_per_test_name(m, alpha) for m in results.methods]
+    names += [retrained_train_losses_name(a) for a in results.training.retrained_loss_curves]
     names += [SPLIT_TRAIN, SPLIT_TEST, TEST_LOSSES]
     if has_images(results):
         names += [images_name("test"), images_name("train")]

@@ -33,8 +33,10 @@ from curvscope.data import load_data
 from curvscope.diagnostics.report import diagnose
 from curvscope.diagnostics.shares import lds_share
 from curvscope.groundtruth import (
+    RetrainedLosses,
     draw_subsets,
     lds_many,
+    loss_spread,
     predicted_losses,
     retrain_slice,
     seed_noise_ceiling,
@@ -51,6 +53,7 @@ from curvscope.results import (
     SPLIT_TRAIN,
     TEST_LOSSES,
     add_warning,
+    alpha_key,
     checkpoint_name,
     general_warnings,
     images_name,
@@ -61,6 +64,7 @@ from curvscope.results import (
     params_name,
     retrained_losses_by_epoch_name,
     retrained_losses_name,
+    retrained_train_losses_name,
     scores_name,
 )
 from curvscope.sizes import (  # noqa: F401  (re-exported: the closed-form sizes live there)
@@ -214,11 +218,17 @@ def method_curvature_settings(spec: StudySpec, method: str) -> dict:
     return settings
 
 
+#: What a cached retraining task holds: 2 = ``groundtruth.RetrainedLosses`` (test losses and
+#: the models' training-loss curves); 1 held the test losses alone.
+RETRAIN_FORMAT = 2
+
+
 def retrain_material(spec: StudySpec, device_type: str, task: RetrainTask) -> dict:
     """Everything one retraining task's losses depend on (not the training seed of the
-    studied model: retraining seeds are groundtruth.seed + r)."""
+    studied model: retraining seeds are groundtruth.seed + r), and the cached value's
+    format."""
     gt = spec.groundtruth
-    return {"version": code_version(),
+    return {"version": code_version(), "format": RETRAIN_FORMAT,
             "data": spec.data.model_dump(mode="json"),
             "model": spec.model.model_dump(mode="json"),
             "training": spec.training.model_dump(mode="json",
@@ -285,6 +295,8 @@ class StudyState:
     retrain_inputs: _RetrainInputs | None = None
     masks: dict[float, np.ndarray] = field(default_factory=dict)
     retrained: dict[float, np.ndarray] = field(default_factory=dict)
+    # α key → the retrained models' training-loss spread (``groundtruth.loss_spread``)
+    loss_curves: dict[str, dict] = field(default_factory=dict)
     groundtruth: dict | None = None
     lds: dict[str, dict] = field(default_factory=dict)
     bootstrap: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
@@ -428,7 +440,11 @@ def stage_retraining(state: StudyState, name: str) -> None:
         parts.append(_task_losses(
             spec, state.retrain_inputs, task, state.cache,
             lambda f, k=k, n=len(mine): state.report(name, (k + f) / n)))
-    losses = np.concatenate(parts, axis=1)
+    losses = np.concatenate([p.test_losses for p in parts], axis=1)
+    train_losses = np.concatenate([p.train_losses for p in parts], axis=0)
+    state.loss_curves[alpha_key(alpha)] = loss_spread(
+        train_losses.reshape(-1, train_losses.shape[-1]), parts[0].train_loss_epochs)
+    state.gt_arrays[retrained_train_losses_name(alpha)] = train_losses
     state.masks[alpha] = draw_subsets(state.data.n_train, alpha, gt.n_subsets, gt.seed)
     # the evaluated epoch's checkpoint (the final one by default): M × R × n_test
     at = spec.training.checkpoint_epochs().index(spec.training.evaluated_epoch())
@@ -527,6 +543,7 @@ def assemble(state: StudyState) -> tuple[dict, dict[str, np.ndarray]]:
         "blocks": layout.describe_blocks(),
         "training": {
             "epoch_losses": trained["epoch_losses"],
+            "retrained_loss_curves": state.loss_curves,
             "train_loss": float(F.cross_entropy(train_logits, state.y_fit)),
             "train_accuracy": float((train_logits.argmax(1) == state.y_fit).double().mean()),
             "test_loss": float(test_losses.mean()),
@@ -634,8 +651,9 @@ def _retrain_inputs(spec: StudySpec, data, device: torch.device) -> _RetrainInpu
 
 
 def _task_losses(spec, inputs: _RetrainInputs, task: RetrainTask, cache: StageCache,
-                 progress=None) -> np.ndarray:
-    """Losses (n_checkpoints × subsets × seeds × n_test) of one task, through the cache."""
+                 progress=None) -> RetrainedLosses:
+    """One task's test losses (n_checkpoints × subsets × seeds × n_test) and training-loss
+    curves, through the cache."""
     return cache.get_or_compute(
         task.stage, retrain_material(spec, inputs.device_type, task), lambda: retrain_slice(
             inputs.template, *inputs.tensors, spec.training, spec.groundtruth, task.alpha,

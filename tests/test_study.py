@@ -178,3 +178,28 @@ def test_study_results_follow_the_contract_and_carry_general_warnings():
     iris = load_results(run_study(small_spec(groundtruth={"enabled": False})).results)
     assert [w.code for w in iris.warnings] == ["few_test_points"]  # 15 test points
     assert iris.groundtruth is None
+
+
+def test_the_retrained_models_loss_spread_is_stored_from_their_curves():
+    """results.training.retrained_loss_curves[α] holds the 10/50/90 % quantiles over the
+    retrained models of the curves in arrays.npz (n_subsets × n_seeds × epochs), and each
+    curve starts where a model of this recipe starts (the loss of an untrained 3-class MLP
+    is ≈ log 3 and falls with training)."""
+    from curvscope.results import load_results, retrained_train_losses_name
+
+    spec = small_spec(training={"epochs": 4},
+                      groundtruth={"n_subsets": 5, "n_seeds": 2, "n_bootstrap": 20,
+                                   "alphas": [0.3, 0.5]})
+    result = run_study(spec)
+    curves = load_results(result.results).training.retrained_loss_curves
+    assert sorted(curves) == ["0.3", "0.5"]
+    for alpha, spread in curves.items():
+        stored = result.arrays[retrained_train_losses_name(alpha)]
+        assert stored.shape == (5, 2, 4) and spread.epochs == [1, 2, 3, 4]
+        assert spread.n_models == 10
+        flat = stored.reshape(10, 4).astype(np.float64)
+        np.testing.assert_allclose(spread.p10, np.quantile(flat, 0.1, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(spread.median, np.median(flat, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(spread.p90, np.quantile(flat, 0.9, axis=0), rtol=1e-12)
+        assert np.all(np.asarray(spread.p10) <= np.asarray(spread.p90))
+        assert spread.median[-1] < spread.median[0] < 1.5 * np.log(3)

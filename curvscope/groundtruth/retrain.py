@@ -20,15 +20,16 @@ remove other points than the ones attributed (only 1,453 of 1,617 are shared at 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from curvscope.groundtruth.subsets import draw_subset
+from curvscope.specs.groundtruth import GroundTruthSpec  # noqa: F401  (re-exported)
 from curvscope.training.batched import train_many
 from curvscope.training.trainer import TrainingSpec
-from curvscope.specs.groundtruth import GroundTruthSpec  # noqa: F401  (re-exported)
 
 
 def models_per_chunk(model: nn.Module, batch_size: int, n_eval: int, itemsize: int,
@@ -45,6 +46,21 @@ def models_per_chunk(model: nn.Module, batch_size: int, n_eval: int, itemsize: i
     return int(max(1, min(cap, memory_budget_bytes // 4 // per_model)))
 
 
+@dataclass
+class RetrainedLosses:
+    """What one slice of the retraining measured.
+
+    ``test_losses``: per-point test losses, n_checkpoints × subsets × seeds × n_test (float32),
+    at ``training.checkpoint_epochs()``; the LDS's ground truth.
+    ``train_losses``: each retrained model's mean training loss on its own subset,
+    subsets × seeds × len(train_loss_epochs) (float32), at ``train_loss_epochs``
+    (``batched.loss_curve_epochs``); the spread of the ground truth's training curves."""
+
+    test_losses: np.ndarray
+    train_losses: np.ndarray
+    train_loss_epochs: list[int]
+
+
 def retrain_slice(
     model: nn.Sequential,
     X: torch.Tensor,
@@ -58,13 +74,15 @@ def retrain_slice(
     seed_ids: list[int],
     progress=None,
     memory_budget_bytes: int | None = None,
-) -> np.ndarray:
-    """Per-point test losses (n_checkpoints × len(subset_ids) × len(seed_ids) × n_test) of the
-    models (α, m, r) for m in subset_ids, r in seed_ids, at ``training.checkpoint_epochs()``."""
+) -> RetrainedLosses:
+    """The models (α, m, r) for m in subset_ids, r in seed_ids: their per-point test losses
+    at ``training.checkpoint_epochs()`` and their training losses at ``loss_curve_epochs``."""
     pairs = [(m, r) for m in subset_ids for r in seed_ids]
     subsets = {m: draw_subset(len(X), alpha, m, gt.seed) for m in subset_ids}
     epochs = training.checkpoint_epochs()
+    curve = training.loss_curve_epochs()
     losses = np.empty((len(epochs), len(pairs), len(X_test)), dtype=np.float32)
+    train_losses = np.empty((len(pairs), len(curve)), dtype=np.float32)
     chunk = models_per_chunk(model, training.batch_size, len(X_test), X.element_size(),
                              gt.max_models_per_chunk, memory_budget_bytes)
     for start in range(0, len(pairs), chunk):
@@ -78,4 +96,18 @@ def retrain_slice(
                             [gt.seed + r for _, r in part], training, X_test, y_test, report)
         for k, epoch in enumerate(epochs):
             losses[k, start : start + len(part)] = result.eval_losses[epoch].cpu().numpy()
-    return losses.reshape(len(epochs), len(subset_ids), len(seed_ids), len(X_test))
+        for k, epoch in enumerate(curve):
+            train_losses[start : start + len(part), k] = result.train_losses[epoch].cpu().numpy()
+    return RetrainedLosses(
+        losses.reshape(len(epochs), len(subset_ids), len(seed_ids), len(X_test)),
+        train_losses.reshape(len(subset_ids), len(seed_ids), len(curve)), curve)
+
+
+def loss_spread(train_losses: np.ndarray, epochs: list[int]) -> dict:
+    """The spread of the retrained models' training-loss curves (models × epochs, one row per
+    model, at ``epochs``): per epoch the 10 %, 50 % and 90 % quantiles over the models
+    (numpy's linear interpolation), as ``results.LossSpread`` stores them."""
+    curves = np.asarray(train_losses, dtype=np.float64).reshape(-1, len(epochs))
+    low, mid, high = np.quantile(curves, [0.1, 0.5, 0.9], axis=0)
+    return {"epochs": [int(e) for e in epochs], "n_models": int(curves.shape[0]),
+            "p10": low.tolist(), "median": mid.tolist(), "p90": high.tolist()}

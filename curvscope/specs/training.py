@@ -8,6 +8,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: At most this many evenly spaced epochs of the retrained models' training loss are kept.
+LOSS_CURVE_POINTS = 25
+
+
+def loss_curve_epochs(epochs: int, checkpoints=(), points: int = LOSS_CURVE_POINTS) -> list[int]:
+    """The epochs at which ``train_many`` records each model's training loss: ``points``
+    evenly spaced epochs from 1 to ``epochs`` (all of them when there are fewer), plus the
+    checkpoint epochs. Evaluating the whole subset costs about a third of one training epoch
+    (a forward pass, no backward), so 25 of 200 epochs add ~4 % to the retraining
+    (``training.batched.train_many`` records them; ``cost.retraining_work`` counts them)."""
+    if epochs <= points:
+        chosen = set(range(1, epochs + 1))
+    else:
+        chosen = {1 + round(k * (epochs - 1) / (points - 1)) for k in range(points)}
+    return sorted(chosen | {int(e) for e in checkpoints if 1 <= int(e) <= epochs})
+
 
 class TrainingSpec(BaseModel):
     """How the model is trained (and every retrained copy of it)."""
@@ -64,3 +80,8 @@ class TrainingSpec(BaseModel):
     def checkpoint_epochs(self) -> list[int]:
         """Sorted checkpoint epochs within 1..epochs, always ending with ``epochs``."""
         return sorted({e for e in self.checkpoints if e <= self.epochs} | {self.epochs})
+
+    def loss_curve_epochs(self) -> list[int]:
+        """The epochs at which the retrained models' training loss is recorded
+        (:func:`loss_curve_epochs` of ``epochs`` and the checkpoints)."""
+        return loss_curve_epochs(self.epochs, self.checkpoint_epochs())

@@ -12,14 +12,17 @@ the same momentum-SGD update. Model b's initialisation and minibatch order come 
 generators the single trainer uses for its seed, so a model trained alone and the same (subset,
 seed) trained inside a batch end with the same parameters up to floating-point reassociation.
 Every model's per-point test losses are recorded at every checkpoint epoch, so one retraining
-run gives ground truth for every training time. (A torch.func vmap over functional_call gives
-the same numbers but ran ~5× slower here: its per-step overhead dominates for small MLPs.)
+run gives ground truth for every training time, and its training loss (the mean cross-entropy
+on its own subset after the epoch's updates, the single trainer's ``epoch_losses``) at the
+epochs of ``loss_curve_epochs``, so the dashboard can draw the retrained models' loss spread.
+(A torch.func vmap over functional_call gives the same numbers but ran ~5× slower here: its
+per-step overhead dominates for small MLPs.)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from curvscope.models import ParameterLayout, init_mlp_parameters
+from curvscope.specs.training import LOSS_CURVE_POINTS, loss_curve_epochs  # noqa: F401
 from curvscope.training.trainer import (
     TrainingDivergedError,
     TrainingSpec,
@@ -40,6 +44,8 @@ from curvscope.training.trainer import (
 class BatchedTrainingResult:
     theta: torch.Tensor  # B × d, final parameters in θ's layout
     eval_losses: dict[int, torch.Tensor]  # epoch → B × n_eval per-point losses
+    # epoch → B: each model's mean training loss on its own subset after that epoch
+    train_losses: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def _activation(name: str):
@@ -146,6 +152,19 @@ class StackedMLP:
                                                        z_prev, a_prev_out)
         return self.grad_weights, self.grad_biases
 
+    def subset_mean_losses(self, X: torch.Tensor, y: torch.Tensor, index: torch.Tensor,
+                           chunk: int) -> torch.Tensor:
+        """Model b's mean cross-entropy (1/|S_b|) Σ_{i ∈ S_b} ℓ(f_b(x_i), y_i) on its own rows
+        S_b = index[b] (B), evaluated ``chunk`` rows per model at a time, so the activations
+        stay within what one evaluation of the test set takes."""
+        total = torch.zeros(index.shape[0], dtype=X.dtype, device=X.device)
+        for start in range(0, index.shape[1], chunk):
+            rows = index[:, start : start + chunk]
+            logits, _ = self.forward(X.index_select(0, rows.reshape(-1))
+                                     .view(*rows.shape, X.shape[1]))
+            total += F.cross_entropy(logits.transpose(1, 2), y[rows], reduction="none").sum(1)
+        return total / index.shape[1]
+
     def point_losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-point cross-entropy (B × n) of every model on shared inputs x (n × F)."""
         logits, _ = self.forward(x.expand(len(self.weights[0]), *x.shape))
@@ -173,7 +192,9 @@ def train_many(
     for its initialisation and minibatch order (as ``train_model`` with ``spec.seed=seeds[b]``).
 
     All subsets must have the same size (true for one α). ``model`` only supplies the
-    architecture. Returns final θ and per-point losses on (X_eval, y_eval) at every checkpoint.
+    architecture. Returns final θ, per-point losses on (X_eval, y_eval) at every checkpoint,
+    and each model's training loss on its subset at ``loss_curve_epochs`` (what
+    ``train_model``'s ``epoch_losses`` holds at those epochs).
     """
     n_models = len(seeds)
     subsets = [np.asarray(s) for s in subsets]
@@ -193,7 +214,9 @@ def train_many(
     steps_per_epoch = math.ceil(size / spec.batch_size)
     total_steps = steps_per_epoch * spec.epochs
     keep = set(spec.checkpoint_epochs())
+    curve = set(spec.loss_curve_epochs())
     eval_losses: dict[int, torch.Tensor] = {}
+    train_losses: dict[int, torch.Tensor] = {}
     step = 0
     for epoch in range(1, spec.epochs + 1):
         order = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)
@@ -221,9 +244,12 @@ def train_many(
             bad = (~finite).nonzero().flatten().tolist()
             raise TrainingDivergedError(diverged_message(epoch, spec) +
                                         f" (retrained models {bad[:5]} of this batch)")
-        if epoch in keep:
-            with torch.no_grad():
+        with torch.no_grad():
+            if epoch in keep:
                 eval_losses[epoch] = net.point_losses(X_eval, y_eval)
+            if epoch in curve:
+                train_losses[epoch] = net.subset_mean_losses(
+                    X, y, index, max(spec.batch_size, len(X_eval)))
         if progress is not None:
             progress(epoch, spec.epochs)
-    return BatchedTrainingResult(net.theta(), eval_losses)
+    return BatchedTrainingResult(net.theta(), eval_losses, train_losses)

@@ -231,11 +231,12 @@ def alignment_figure(results: dict, kind: str = "eigenbasis", k: int | None = No
 
 
 def training_figure(results: dict, theme: str = "light") -> go.Figure:
-    """The base model's training loss per epoch (``training.epoch_losses``), and, when the
-    study stores them (``training.retrained_epoch_losses``: models × epochs, one row per
-    retrained model), the spread of the retrained models' curves: per epoch the 10 % and 90 %
-    quantiles as a band and the median as a dotted line (quantiles over the models with a
-    finite loss at that epoch)."""
+    """The base model's training loss per epoch (``training.epoch_losses``: the mean
+    cross-entropy on its training points after each epoch), and, when the study stores them
+    (``training.retrained_loss_curves``), the spread of the ground truth's retrained models'
+    curves, each the same loss on the model's own subset: per recorded epoch the 10 % and
+    90 % quantiles as a band and the median as a dotted line, at α = 0.5 when the study has
+    it, else at its smallest α."""
     training = results.get("training") or {}
     losses = [float(v) for v in training.get("epoch_losses") or []]
     fig = go.Figure()
@@ -244,21 +245,22 @@ def training_figure(results: dict, theme: str = "light") -> go.Figure:
                            x=0.5, y=0.5, xref="paper", yref="paper")
         return _layout(fig, "Training loss", theme)
     epochs = list(range(1, len(losses) + 1))
-    retrained = training.get("retrained_epoch_losses")
-    if retrained:
-        band = np.asarray(retrained, dtype=float)
-        if band.ndim == 2 and band.shape[1] == len(losses) and np.isfinite(band).any(axis=0).all():
-            low, mid, high = np.nanquantile(np.where(np.isfinite(band), band, np.nan),
-                                            [0.1, 0.5, 0.9], axis=0)
-            fig.add_trace(go.Scatter(x=epochs, y=high, mode="lines", meta="retrained-p90",
-                                     line=dict(width=0), showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=epochs, y=low, mode="lines", line=dict(width=0),
-                                     fill="tonexty", fillcolor="rgba(127,127,127,0.25)",
-                                     meta="retrained-p10",
-                                     name=f"retrained models ({band.shape[0]}): 10–90 %"))
-            fig.add_trace(go.Scatter(x=epochs, y=mid, mode="lines", meta="retrained-median",
-                                     line=dict(color="#7f7f7f", dash="dot"),
-                                     name="retrained models: median"))
+    curves = training.get("retrained_loss_curves") or {}
+    if curves:
+        alpha = "0.5" if "0.5" in curves else sorted(curves, key=float)[0]
+        spread = curves[alpha]
+        at = [int(e) for e in spread.get("epochs") or []]
+        fig.add_trace(go.Scatter(x=at, y=spread["p90"], mode="lines", meta="retrained-p90",
+                                 line=dict(width=0), showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=at, y=spread["p10"], mode="lines", line=dict(width=0),
+                                 fill="tonexty", fillcolor="rgba(127,127,127,0.25)",
+                                 meta="retrained-p10",
+                                 name=f"retrained models ({spread.get('n_models')}, α = "
+                                      f"{alpha}): 10–90 %"))
+        fig.add_trace(go.Scatter(x=at, y=spread["median"], mode="lines+markers",
+                                 meta="retrained-median", marker=dict(size=4),
+                                 line=dict(color="#7f7f7f", dash="dot"),
+                                 name="retrained models: median"))
     fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines+markers", name="base model",
                              meta="base", line=dict(color="#1f77b4")))
     fig.update_xaxes(title="epoch")

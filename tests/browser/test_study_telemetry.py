@@ -134,3 +134,31 @@ def test_example_digits_carry_their_labels(tab, service):
         index, label = note.split(" τ=")[0].lstrip("#").split(" · ")
         assert int(label) == train["data"][int(index)]
     tab.assert_clean()
+
+
+def test_the_training_figure_draws_the_retrained_models_spread(tab, service):
+    """A real study's training figure: the base curve equals training.epoch_losses and the
+    grey band and median equal training.retrained_loss_curves at α = 0.5 (or the smallest α),
+    drawn at the recorded epochs."""
+    study = service.studies[0]
+    results = service.http.get(f"/api/v1/studies/{study['id']}/results").json()
+    curves = results["training"]["retrained_loss_curves"]
+    assert curves, "the study stored no retrained training losses"
+    alpha = "0.5" if "0.5" in curves else sorted(curves, key=float)[0]
+    tab.open(f"/studies/{study['id']}")
+    tab.wait_graph("fig-loss")
+    drawn = tab.page.evaluate(
+        """() => {
+            const gd = document.querySelector('#fig-loss .js-plotly-plot');
+            return Object.fromEntries(gd._fullData.map(d => [d.meta,
+                {x: Array.from(d.x), y: Array.from(d.y), name: d.name}]));
+        }""")
+    assert drawn["base"]["y"] == pytest.approx(results["training"]["epoch_losses"])
+    for meta, key in (("retrained-p10", "p10"), ("retrained-median", "median"),
+                      ("retrained-p90", "p90")):
+        assert drawn[meta]["x"] == curves[alpha]["epochs"]
+        assert drawn[meta]["y"] == pytest.approx(curves[alpha][key], rel=1e-6)
+    assert drawn["retrained-p10"]["name"] == (
+        f"retrained models ({curves[alpha]['n_models']}, α = {alpha}): 10–90 %")
+    tab.screenshot("study-training-spread")
+    tab.assert_clean()

@@ -379,17 +379,25 @@ def test_training_figure_draws_the_stored_epoch_losses(study):
     base = next(t for t in fig.data if t.meta == "base")
     assert list(base.y) == pytest.approx(results["training"]["epoch_losses"])
     assert list(base.x) == list(range(1, len(results["training"]["epoch_losses"]) + 1))
-    spread = {**results, "training": {**results["training"], "retrained_epoch_losses": [
-        [v * 1.1 for v in results["training"]["epoch_losses"]],
-        [v * 0.9 for v in results["training"]["epoch_losses"]]]}}
-    names = [t.name for t in training_figure(spread).data]
-    assert "retrained models (2): 10–90 %" in names and "retrained models: median" in names
-    drawn = {t.meta: np.asarray(t.y) for t in training_figure(spread).data}
-    base_losses = np.asarray(results["training"]["epoch_losses"])
-    # two curves, 1.1× and 0.9× the base: quantiles 0.92× (10 %), 1.0× (median), 1.08× (90 %)
-    np.testing.assert_allclose(drawn["retrained-p10"], 0.92 * base_losses, rtol=1e-12)
-    np.testing.assert_allclose(drawn["retrained-median"], base_losses, rtol=1e-12)
-    np.testing.assert_allclose(drawn["retrained-p90"], 1.08 * base_losses, rtol=1e-12)
+    n = len(results["training"]["epoch_losses"])
+    at = [1, n // 2, n]
+    curve = {"epochs": at, "n_models": 12, "p10": [0.5, 0.3, 0.2], "median": [0.6, 0.4, 0.3],
+             "p90": [0.7, 0.5, 0.4]}
+    spread = {**results, "training": {**results["training"], "retrained_loss_curves": {
+        "0.3": {**curve, "n_models": 7}, "0.5": curve}}}
+    fig = training_figure(spread)
+    names = [t.name for t in fig.data]
+    # α = 0.5 is drawn when present, with its model count
+    assert "retrained models (12, α = 0.5): 10–90 %" in names
+    assert "retrained models: median" in names
+    drawn = {t.meta: (list(t.x), list(t.y)) for t in fig.data}
+    assert drawn["retrained-p10"] == (at, curve["p10"])
+    assert drawn["retrained-median"] == (at, curve["median"])
+    assert drawn["retrained-p90"] == (at, curve["p90"])
+    only = {**results, "training": {**results["training"], "retrained_loss_curves": {
+        "0.3": {**curve, "n_models": 7}}}}
+    assert "retrained models (7, α = 0.3): 10–90 %" in [t.name for t in
+                                                         training_figure(only).data]
 
 
 def test_examples_say_index_and_score_under_each_digit(study):

@@ -34,7 +34,43 @@ def test_model_trained_alone_equals_same_model_in_a_batch(activation, bias, sche
         losses = torch.nn.functional.cross_entropy(model(X_eval), y_eval, reduction="none")
         torch.testing.assert_close(batched.eval_losses[3][b], losses.detach(), rtol=1e-10,
                                    atol=1e-12)
+        # the training-loss curve is the single trainer's epoch_losses: the mean loss on the
+        # model's own subset after each epoch
+        for epoch in (1, 2, 3):
+            assert float(batched.train_losses[epoch][b]) == pytest.approx(
+                single.epoch_losses[epoch - 1], rel=1e-10)
     assert sorted(batched.eval_losses) == [1, 3]
+    assert sorted(batched.train_losses) == [1, 2, 3]
+
+
+def test_training_loss_is_recorded_at_25_even_epochs_and_the_checkpoints():
+    from curvscope.training.batched import loss_curve_epochs
+
+    assert loss_curve_epochs(3, [1, 3]) == [1, 2, 3]
+    every = loss_curve_epochs(200, [151, 200])
+    assert every[0] == 1 and every[-1] == 200 and 151 in every and len(every) == 26
+    spacing = np.diff([e for e in every if e != 151])
+    assert spacing.min() >= 8 and spacing.max() <= 9   # 199 / 24 ≈ 8.3
+    assert loss_curve_epochs(100, [40, 500]) == loss_curve_epochs(100, [40])  # beyond: ignored
+
+
+def test_subset_losses_are_evaluated_in_chunks_without_changing_them():
+    """The curve's loss is summed over chunks of rows; any chunk length gives the mean."""
+    from curvscope.models import ParameterLayout
+    from curvscope.training.batched import StackedMLP, initial_parameters
+
+    template, X, y = make_problem(n=30, activation="gelu")
+    layout = ParameterLayout.from_model(template)
+    net = StackedMLP(template, torch.stack([initial_parameters(template, layout, s)
+                                            for s in (3, 4)]))
+    index = torch.as_tensor(np.stack([draw_subset(30, 0.5, m, seed=0) for m in (0, 1)]))
+    whole = net.subset_mean_losses(X, y, index, chunk=1000)
+    for b in range(2):
+        model = build_mlp(5, 4, ModelSpec(hidden=[6, 5], activation="gelu"), seed=3 + b)
+        expected = torch.nn.functional.cross_entropy(model(X[index[b]]), y[index[b]]).detach()
+        assert float(whole[b]) == pytest.approx(float(expected), rel=1e-12)
+    torch.testing.assert_close(net.subset_mean_losses(X, y, index, chunk=4), whole,
+                               rtol=1e-12, atol=0)
 
 
 def test_retraining_slices_assemble_into_the_whole():
@@ -44,12 +80,19 @@ def test_retraining_slices_assemble_into_the_whole():
     spec = TrainingSpec(lr=0.05, batch_size=8, epochs=2, checkpoints=[1])
     args = (template, X, y, X[:6], y[:6], spec, gt, 0.5)
     whole = retrain_slice(*args, [0, 1, 2, 3], [0, 1, 2])
-    assert whole.shape == (2, 4, 3, 6)
+    assert whole.test_losses.shape == (2, 4, 3, 6)
+    assert whole.train_losses.shape == (4, 3, 2) and whole.train_loss_epochs == [1, 2]
     left = retrain_slice(*args, [0, 1], [0, 1, 2])
     right = retrain_slice(*args, [2, 3], [0, 1, 2])
-    np.testing.assert_allclose(np.concatenate([left, right], axis=1), whole, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate([left.test_losses, right.test_losses], axis=1),
+                               whole.test_losses, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate([left.train_losses, right.train_losses]),
+                               whole.train_losses, rtol=1e-5)
     seeds_split = retrain_slice(*args, [0, 1, 2, 3], [2])
-    np.testing.assert_allclose(seeds_split[:, :, 0], whole[:, :, 2], rtol=1e-5)
+    np.testing.assert_allclose(seeds_split.test_losses[:, :, 0], whole.test_losses[:, :, 2],
+                               rtol=1e-5)
+    np.testing.assert_allclose(seeds_split.train_losses[:, 0], whole.train_losses[:, 2],
+                               rtol=1e-5)
 
 
 def test_models_per_chunk_follows_the_memory_budget():
