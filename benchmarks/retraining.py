@@ -7,9 +7,7 @@ a time) and the batched trainer ``curvscope.training.batched.train_many`` (B mod
 
 Throughput is model-epochs per second. FLOPs per model-epoch are counted as
 6 · |S| · Σ_l out_l·in_l (forward 2, backward 4 multiply-adds·2 per weight per point; biases and
-activations ignored), plus 2 · |S| · Σ_l out_l·in_l for the forward pass on the subset at each
-epoch whose training loss ``train_many`` records (every epoch of these short runs; 25 of the
-paper's 200), and the achieved rate is compared with the machine's float32 matmul rate
+activations ignored), and the achieved rate is compared with the machine's float32 matmul rate
 (a 4096 × 4096 product measured in the same run). Last line: one JSON object with ``ratio``
 (batched / sequential throughput, target ≥ 10) and ``fraction_of_matmul`` (target ≥ 0.25,
 issue 14), with the 1-min load at start and end (the machine is shared: prefer the fraction,
@@ -84,8 +82,7 @@ def main() -> None:
 
     seq = _timed(sequential)
     sequential_throughput = n_sequential * epochs / seq
-    curve_flops = 2 * len(subsets[0]) * weights * len(spec.loss_curve_epochs())
-    achieved = n_models * (epochs * flops_per_model_epoch + curve_flops) / batched / 1e9
+    achieved = batched_throughput * flops_per_model_epoch / 1e9
     ratio = batched_throughput / sequential_throughput
     print(f"batched:    {n_models} models × {epochs} epochs in {batched:.2f} s "
           f"→ {batched_throughput:.0f} model-epochs/s, {achieved:.1f} GFLOP/s "

@@ -126,9 +126,7 @@ def _batched_rates(repeats: int = 3) -> tuple[float, float]:
         seeds = list(range(n_models))
         seconds = _median_time(lambda: train_many(template, X, y, subsets, seeds, spec,
                                                   X_eval, y_eval), repeats)
-        # training steps, plus the forward pass on the subset of each recorded loss epoch
-        flops = 2 * n_models * size * layer_flops * (3 * spec.epochs
-                                                      + len(spec.loss_curve_epochs()))
+        flops = 6 * n_models * size * layer_flops * spec.epochs
         results.append((flops, seconds))
     (f1, t1), (f2, t2) = results
     per_flop = max((t2 - t1) / (f2 - f1), 1e-15)

@@ -477,13 +477,11 @@ def retraining_work(spec: Any, s: Shape, alpha: float, memory_budget_bytes: int 
     size = math.floor(alpha * s.n_train)
     steps = tr.epochs * math.ceil(size / tr.batch_size)
     checkpoints = len(tr.checkpoint_epochs())
-    curve = len(tr.loss_curve_epochs())
     for B in retraining_chunks(spec, s, memory_budget_bytes):
         work.add("bflop", 6 * B * size * s.layer_flops * tr.epochs)
         work.add("bstep", steps)
         work.add("perm", B * size * tr.epochs)
         work.add("bflop", 2 * B * s.n_test * s.layer_flops * checkpoints)
-        work.add("bflop", 2 * B * size * s.layer_flops * curve)  # the training-loss curve
         work.add("fixed", 0.0002 * B + 0.01)  # generators and initial parameters
     return work
 

@@ -79,8 +79,9 @@ def retrained_losses_name(alpha: float | str) -> str:
 
 
 def retrained_train_losses_name(alpha: float | str) -> str:
-    """Each retrained model's mean training loss on its own subset (n_subsets × n_seeds ×
-    epochs, float32) at ``training.retrained_loss_curves[α].epochs``."""
+    """Each retrained model's running training loss (mean minibatch loss over the epoch, on
+    its own subset; n_subsets × n_seeds × epochs, float32) at
+    ``training.retrained_loss_curves[α].epochs``."""
     return f"retrained_train_losses/{alpha_key(alpha)}"
 
 

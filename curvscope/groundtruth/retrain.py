@@ -52,9 +52,10 @@ class RetrainedLosses:
 
     ``test_losses``: per-point test losses, n_checkpoints × subsets × seeds × n_test (float32),
     at ``training.checkpoint_epochs()``; the LDS's ground truth.
-    ``train_losses``: each retrained model's mean training loss on its own subset,
-    subsets × seeds × len(train_loss_epochs) (float32), at ``train_loss_epochs``
-    (``batched.loss_curve_epochs``); the spread of the ground truth's training curves."""
+    ``train_losses``: each retrained model's running training loss (its mean minibatch loss
+    over the epoch, ``batched.train_many``), subsets × seeds × len(train_loss_epochs)
+    (float32), at ``train_loss_epochs`` (``TrainingSpec.loss_curve_epochs``); the spread of
+    the ground truth's training curves."""
 
     test_losses: np.ndarray
     train_losses: np.ndarray

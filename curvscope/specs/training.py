@@ -13,11 +13,10 @@ LOSS_CURVE_POINTS = 25
 
 
 def loss_curve_epochs(epochs: int, checkpoints=(), points: int = LOSS_CURVE_POINTS) -> list[int]:
-    """The epochs at which ``train_many`` records each model's training loss: ``points``
-    evenly spaced epochs from 1 to ``epochs`` (all of them when there are fewer), plus the
-    checkpoint epochs. Evaluating the whole subset costs about a third of one training epoch
-    (a forward pass, no backward), so 25 of 200 epochs add ~4 % to the retraining
-    (``training.batched.train_many`` records them; ``cost.retraining_work`` counts them)."""
+    """The epochs at which ``train_many`` records each retrained model's running training
+    loss: ``points`` evenly spaced epochs from 1 to ``epochs`` (all of them when there are
+    fewer), plus the checkpoint epochs. Enough for a curve's shape; the loss comes off the
+    softmax of the backward pass, a few elementwise kernels per step of those epochs."""
     if epochs <= points:
         chosen = set(range(1, epochs + 1))
     else:

@@ -234,9 +234,11 @@ def training_figure(results: dict, theme: str = "light") -> go.Figure:
     """The base model's training loss per epoch (``training.epoch_losses``: the mean
     cross-entropy on its training points after each epoch), and, when the study stores them
     (``training.retrained_loss_curves``), the spread of the ground truth's retrained models'
-    curves, each the same loss on the model's own subset: per recorded epoch the 10 % and
-    90 % quantiles as a band and the median as a dotted line, at α = 0.5 when the study has
-    it, else at its smallest α."""
+    running training losses (each model's mean minibatch loss over an epoch, on its own
+    subset): per recorded epoch the 10 % and 90 % quantiles as a band and the median as a
+    dotted line, at α = 0.5 when the study has it, else at its smallest α. A running loss is
+    taken while the epoch's steps move θ, so early in training it sits above the loss after
+    the epoch that the base curve shows."""
     training = results.get("training") or {}
     losses = [float(v) for v in training.get("epoch_losses") or []]
     fig = go.Figure()

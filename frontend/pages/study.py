@@ -97,11 +97,13 @@ CAPTIONS = {
     "A helpful digit of another class than the test digit's is worth a look.",
     "fig-loss": "Training loss of the base model per epoch (the model every method explains). "
     "A curve still falling steeply means the model is not converged, which the influence "
-    "approximations assume. The grey band is the 10–90 % range of the ground truth's retrained "
-    "models (the same recipe on random subsets, at α = 0.5 when the study has it; each on its "
-    "own subset) at up to 25 epochs, the dotted line their median; a base curve far outside "
-    "the band means they did not train alike. Studies from before this was recorded show "
-    "the base curve alone.",
+    "approximations assume. The grey band is the 10–90 % range of the running training loss "
+    "(mean minibatch loss over the epoch) of the ground truth's retrained models (the same "
+    "recipe on random subsets, at α = 0.5 when the study has it) at up to 25 epochs, the "
+    "dotted line their median. A running loss is taken while the epoch's steps move the "
+    "model, so early on it sits above the base curve's loss after the epoch; a base curve "
+    "far below the band late in training means they did not train alike. Studies from "
+    "before this was recorded show the base curve alone.",
     "heat": "log10 of the absolute entries (tile means) of H, the GGN and their difference; "
     "white lines: layer boundaries. Bright off-diagonal tiles are cross-layer curvature, "
     "which block-diagonal methods drop.",

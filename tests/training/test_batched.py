@@ -34,13 +34,39 @@ def test_model_trained_alone_equals_same_model_in_a_batch(activation, bias, sche
         losses = torch.nn.functional.cross_entropy(model(X_eval), y_eval, reduction="none")
         torch.testing.assert_close(batched.eval_losses[3][b], losses.detach(), rtol=1e-10,
                                    atol=1e-12)
-        # the training-loss curve is the single trainer's epoch_losses: the mean loss on the
-        # model's own subset after each epoch
-        for epoch in (1, 2, 3):
-            assert float(batched.train_losses[epoch][b]) == pytest.approx(
-                single.epoch_losses[epoch - 1], rel=1e-10)
     assert sorted(batched.eval_losses) == [1, 3]
     assert sorted(batched.train_losses) == [1, 2, 3]
+    for b, (subset, seed) in enumerate(zip(subsets, seeds, strict=True)):
+        expected = replayed_running_losses(activation, bias, X[subset], y[subset], seed, spec)
+        torch.testing.assert_close(torch.stack([batched.train_losses[e][b] for e in (1, 2, 3)]),
+                                   expected, rtol=1e-10, atol=1e-12)
+
+
+def replayed_running_losses(activation, bias, X, y, seed, spec) -> torch.Tensor:
+    """The oracle: one model trained step by step with autograd and torch.optim.SGD (the
+    recipe train_model follows), its running loss per epoch = Σ_steps |batch|·ℓ̄_batch / n,
+    each minibatch loss taken at the parameters that step starts from."""
+    from curvscope.training.trainer import epoch_batches, learning_rate, shuffle_generator
+
+    model = build_mlp(5, 4, ModelSpec(hidden=[6, 5], activation=activation, bias=bias),
+                      seed=seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                                weight_decay=spec.weight_decay)
+    generator, step, running = shuffle_generator(seed), 0, []
+    total_steps = spec.epochs * -(-len(X) // spec.batch_size)
+    for _ in range(spec.epochs):
+        summed = torch.zeros((), dtype=X.dtype)
+        for batch in epoch_batches(len(X), spec.batch_size, generator):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(spec, step, total_steps)
+            loss = torch.nn.functional.cross_entropy(model(X[batch]), y[batch])
+            summed += loss.detach() * len(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+        running.append(summed / len(X))
+    return torch.stack(running)
 
 
 def test_training_loss_is_recorded_at_25_even_epochs_and_the_checkpoints():
@@ -54,23 +80,23 @@ def test_training_loss_is_recorded_at_25_even_epochs_and_the_checkpoints():
     assert loss_curve_epochs(100, [40, 500]) == loss_curve_epochs(100, [40])  # beyond: ignored
 
 
-def test_subset_losses_are_evaluated_in_chunks_without_changing_them():
-    """The curve's loss is summed over chunks of rows; any chunk length gives the mean."""
-    from curvscope.models import ParameterLayout
-    from curvscope.training.batched import StackedMLP, initial_parameters
+def test_a_hopelessly_wrong_prediction_gives_a_large_finite_running_loss():
+    """float32 softmax underflows to p = 0 for a margin above ~104; the running loss then
+    reads −log(tiny) ≈ 87.3 for that point instead of +∞."""
+    from curvscope.training.batched import StackedMLP
 
-    template, X, y = make_problem(n=30, activation="gelu")
-    layout = ParameterLayout.from_model(template)
-    net = StackedMLP(template, torch.stack([initial_parameters(template, layout, s)
-                                            for s in (3, 4)]))
-    index = torch.as_tensor(np.stack([draw_subset(30, 0.5, m, seed=0) for m in (0, 1)]))
-    whole = net.subset_mean_losses(X, y, index, chunk=1000)
-    for b in range(2):
-        model = build_mlp(5, 4, ModelSpec(hidden=[6, 5], activation="gelu"), seed=3 + b)
-        expected = torch.nn.functional.cross_entropy(model(X[index[b]]), y[index[b]]).detach()
-        assert float(whole[b]) == pytest.approx(float(expected), rel=1e-12)
-    torch.testing.assert_close(net.subset_mean_losses(X, y, index, chunk=4), whole,
-                               rtol=1e-12, atol=0)
+    template, X, y = make_problem(n=8, activation="tanh")
+    template = template.float()
+    theta = torch.stack([torch.cat([p.detach().flatten() for p in template.parameters()])])
+    net = StackedMLP(template, theta)
+    with torch.no_grad():
+        net.biases[-1][0] = torch.tensor([0.0, 0.0, 0.0, 500.0])   # class 3 always, by far
+    x = X.float().unsqueeze(0)
+    labels = torch.zeros(1, 8, dtype=torch.long)                      # all truly class 0
+    sums = torch.zeros(1)
+    net.gradients(x, labels, sums)
+    assert torch.isfinite(sums).all()
+    assert float(sums[0]) / 8 == pytest.approx(-np.log(np.finfo(np.float32).tiny), rel=1e-6)
 
 
 def test_retraining_slices_assemble_into_the_whole():
