@@ -10,5 +10,7 @@ from curvscope.curvature.context import CurvatureContext
 
 
 def build(ctx: CurvatureContext) -> CurvatureOperator:
-    block = DenseEigenBlock.from_matrix(ctx.hessian())
+    """H as one dense eigen-block that also keeps H itself: a study reusing the cached
+    operator adopts H without recomposing V diag(λ) Vᵀ."""
+    block = DenseEigenBlock.from_matrix(ctx.hessian(), keep_matrix=True)
     return CurvatureOperator("H", ctx.n_params, [block])
