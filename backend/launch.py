@@ -532,11 +532,12 @@ class Client:
 
     def upload(self, path: Path, label_column: str | int | None = None) -> dict:
         """POST /datasets (content-addressed on the server: the same file is the same data
-        set, 200 instead of 201)."""
+        set, 200 instead of 201); the answer with ``reused`` = whether it was already there."""
         form = {} if label_column is None else {"label_column": str(label_column)}
         with open(path, "rb") as handle:
-            return self.request("POST", "/api/v1/datasets", files={
-                "file": (path.name, handle)}, data=form).json()
+            response = self.request("POST", "/api/v1/datasets", files={
+                "file": (path.name, handle)}, data=form)
+        return dict(response.json(), reused=response.status_code == 200)
 
 
 def upload_local_data(client: Client, config: dict, base_dir: Path) -> dict:
@@ -554,7 +555,8 @@ def upload_local_data(client: Client, config: dict, base_dir: Path) -> dict:
     if not local.is_file():
         raise UserError(f"data.path {path!r}: there is no file {local}")
     dataset = client.upload(local, data.get("label_column"))
-    err.print(f"data      {local} → {dataset['reference']} ({dataset['n_rows']} rows)")
+    reused = "; already uploaded, reused" if dataset.get("reused") else ""
+    err.print(f"data      {local} → {dataset['reference']} ({dataset['n_rows']} rows{reused})")
     return dict(config, data=dict(data, path=dataset["reference"], name="file"))
 
 
@@ -601,9 +603,11 @@ def submit(
         study = response.json()
         sid = study["id"]
         if response.status_code == 200:
-            err.print(f"an identical study exists: {sid} ({study['state']})")
+            err.print(f"an identical study exists: {sid} ({study['state']}); its page: "
+                      f"{base}/studies/{sid}")
         else:
-            err.print(f"study {sid} queued: {base}/api/v1/studies/{sid}")
+            err.print(f"study {sid} queued: {base}/api/v1/studies/{sid}; follow it at "
+                      f"{base}/studies/{sid}")
         if not follow:
             out.print(json.dumps({"id": sid, "state": study["state"]}))
             return

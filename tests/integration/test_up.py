@@ -73,6 +73,8 @@ def test_up_submit_and_ctrl_c(tmp_path):
                                    capture_output=True, text=True, timeout=240)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         assert "succeeded" in submitted.stdout and "K-FAC" in submitted.stdout
+        assert re.search(r"study (\d+) queued: http://\S+/api/v1/studies/\1; follow it at "
+                         r"http://\S+/studies/\1\n", submitted.stderr), submitted.stderr
         health = httpx.get(f"{base}/api/v1/health").json()
         assert health["status"] == "ok" and health["database"]["dialect"] == "sqlite"
         workers = httpx.get(f"{base}/api/v1/workers").json()["data"]
@@ -102,12 +104,13 @@ def test_up_submit_and_ctrl_c(tmp_path):
             f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(60)))
         (local / "local.json").write_text(json.dumps(tiny(
             training={"seed": 205}, data={"name": "file", "path": "points.csv"})))
-        for _ in range(2):                               # the second reuses the upload
+        for attempt in range(2):                         # the second reuses the upload
             uploaded = subprocess.run([CLI, "submit", str(local / "local.json"), "--url", base,
                                        "--data", str(data), "--no-follow"], env=env,
                                       capture_output=True, text=True, timeout=240, cwd="/")
             assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
             assert "points.csv → dataset:" in uploaded.stderr
+            assert ("already uploaded, reused" in uploaded.stderr) == (attempt == 1)
         datasets = httpx.get(f"{base}/api/v1/datasets").json()
         assert datasets["count"] == 1 and datasets["data"][0]["n_rows"] == 60
         bad = subprocess.run([CLI, "submit", "-", "--url", base], env=env,
