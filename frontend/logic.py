@@ -765,26 +765,72 @@ def queued_for(detail: dict) -> tuple[float | None, str]:
     return timings.get("queued_seconds"), "since the study was created"
 
 
-#: failures that a second run of the same spec meets again: the spec or the code is the cause
-DETERMINISTIC_ERRORS = {"ValueError", "TypeError", "KeyError", "IndexError", "AssertionError",
-                        "ZeroDivisionError", "NotImplementedError", "ValidationError",
-                        "SpecError", "AttributeError", "LinAlgError", "FloatingPointError"}
+#: failures that a second run of the same spec meets again: the spec, its data or the code is
+#: the cause. The API stores only the exception's class name (``error_type``), so subclasses
+#: are named here one by one: curvscope's TrainingDivergedError (a RuntimeError: the same
+#: seed diverges the same way), MemoryBudgetError and DataValidationError (ValueErrors), the
+#: backend's OverBudget, the CLI's UserError; and the ValueError/TypeError/LookupError/
+#: ArithmeticError families of the standard library, numpy and pydantic.
+DETERMINISTIC_ERRORS = frozenset({
+    "ValueError", "TypeError", "KeyError", "IndexError", "LookupError", "AssertionError",
+    "ArithmeticError", "ZeroDivisionError", "OverflowError", "FloatingPointError",
+    "NotImplementedError", "AttributeError", "NameError", "UnboundLocalError",
+    "UnicodeError", "UnicodeDecodeError", "UnicodeEncodeError", "JSONDecodeError",
+    "ValidationError", "SpecError", "LinAlgError", "AxisError", "ParserError", "EmptyDataError",
+    "ImportError", "ModuleNotFoundError", "RecursionError",
+    "TrainingDivergedError", "MemoryBudgetError", "DataValidationError", "OverBudget",
+    "UserError"})
+#: name endings that say the same of classes not listed (``FooValidationError``, …)
+DETERMINISTIC_SUFFIXES = ("ValidationError", "SpecError", "DivergedError", "BudgetError")
+#: failures of the machine, not of the spec: a task that gave up after its retries (a
+#: database away), a full disk, a lost or stopped worker, the broker, the network, the
+#: operating system, a time limit, memory taken by other work
+TRANSIENT_ERRORS = frozenset({
+    "TaskGaveUp", "DiskFull", "WorkerLostError", "WorkerShuttingDown", "WorkerTerminate",
+    "StudyStopped", "OSError", "IOError", "EnvironmentError", "ConnectionError",
+    "ConnectionResetError", "ConnectionRefusedError", "ConnectionAbortedError",
+    "BrokenPipeError", "TimeoutError", "InterruptedError", "BlockingIOError",
+    "OperationalError", "InterfaceError", "DatabaseError", "RedisConnectionError",
+    "RedisTimeoutError", "BusyLoadingError", "ReadTimeout", "ConnectTimeout",
+    "TimeLimitExceeded", "SoftTimeLimitExceeded", "MemoryError", "OutOfMemoryError",
+    "Terminated", "SystemExit", "KeyboardInterrupt"})
+
+
+def failure_kind(error_type: str | None) -> str:
+    """What a failure's ``error_type`` (the exception's class name as the API stores it; a
+    dotted name counts by its last part) says a retry would meet: "deterministic" (the
+    spec, data or code: it fails the same way), "transient" (the machine: a retry may
+    finish) or "unknown" (anything else, e.g. a bare RuntimeError)."""
+    name = (error_type or "").rsplit(".", 1)[-1].strip()
+    if name in DETERMINISTIC_ERRORS or name.endswith(DETERMINISTIC_SUFFIXES):
+        return "deterministic"
+    if name in TRANSIENT_ERRORS:
+        return "transient"
+    return "unknown"
 
 
 def retry_helps(detail: dict) -> tuple[bool, str]:
-    """Whether Retry can change the outcome, and why: a cancelled study or one lost to its
-    worker, the broker or the database may finish; a spec that raised ValueError will raise
-    it again (edit it and resubmit instead)."""
+    """Whether Retry can change the outcome, and why (the sentence for a title or the
+    page): a cancelled study, or one that failed for a transient reason (``failure_kind``:
+    a task that gave up, a full disk, the broker, the operating system) or an unknown one,
+    may finish; one whose failure is deterministic (a diverged training, a memory budget, a
+    data set or spec the code rejects, the ValueError/TypeError family) fails the same way:
+    edit it and resubmit instead. Not failed and not cancelled: nothing to retry."""
     state = detail.get("state")
     if state == "cancelled":
         return True, "Retry runs it again, reusing every finished stage."
     if state != "failed":
         return False, ""
-    kind = detail.get("error_type") or ""
-    if kind in DETERMINISTIC_ERRORS:
-        return False, (f"A retry would fail the same way ({kind} comes from the spec or the "
-                       "code, not from the machine): edit the spec and resubmit.")
-    return True, "Retry runs it again, reusing every finished stage."
+    kind = detail.get("error_type") or "Error"
+    verdict = failure_kind(kind)
+    if verdict == "deterministic":
+        return False, (f"A retry would fail the same way ({kind} comes from the spec, its "
+                       "data or the code, not from the machine): edit the spec and resubmit.")
+    if verdict == "transient":
+        return True, (f"Retry runs it again, reusing every finished stage ({kind} came from "
+                      "the machine, not from the spec).")
+    return True, ("Retry runs it again, reusing every finished stage; if the failure came "
+                  f"from the spec ({kind}), edit it and resubmit instead.")
 
 
 def chunk_rows(detail: dict) -> list[dict]:

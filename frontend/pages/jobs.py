@@ -1,5 +1,6 @@
 """Jobs: the broker queue, the workers, the studies running or waiting with their stages;
-cancel a queued or running study, retry a failed or cancelled one."""
+cancel a queued or running study, retry a cancelled one or one that failed for a reason a retry
+can change (a disabled Retry says why it would fail the same way)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,16 @@ def _active(studies: list[dict], details: list[dict]) -> object:
         html.Tbody(rows)]), className="table-wrap")
 
 
+def _retry_button(study: dict) -> html.Button:
+    """Retry where a retry can help (``logic.retry_helps``: cancelled, or failed for a
+    reason of the machine); disabled, with the reason in its title, where it would fail
+    the same way (a diverged training, a data set or spec the code rejects)."""
+    helps, why = logic.retry_helps(study)
+    return html.Button("Retry", id={"type": "jobs-retry", "id": study["id"]},
+                       className="button ghost small", disabled=not helps, title=why,
+                       **{"data-retry": "helps" if helps else "would-fail"})
+
+
 def _finished(studies: list[dict]) -> object:
     if not studies:
         return html.P("None.", className="muted")
@@ -110,9 +121,11 @@ def _finished(studies: list[dict]) -> object:
         html.Td(chip(s["state"])),
         html.Td((s.get("error") or "")[:200], className="small", title=s.get("error")),
         html.Td(logic.fmt_time(s.get("finished_at")), className="small"),
-        html.Td(html.Button("Retry", id={"type": "jobs-retry", "id": s["id"]},
-                            className="button ghost small")),
-    ]) for s in studies]
+        html.Td([_retry_button(s)] + ([" ", dcc.Link("Edit and resubmit",
+                                                      href=logic.resubmit_href(s),
+                                                      className="small")]
+                                       if not logic.retry_helps(s)[0] else [])),
+    ], **{"data-study": s["id"]}) for s in studies]
     return html.Div(html.Table(className="table", children=[
         html.Thead(html.Tr([html.Th(h) for h in ("study", "state", "why", "finished", "")])),
         html.Tbody(rows)]), className="table-wrap")

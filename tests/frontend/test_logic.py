@@ -384,3 +384,103 @@ def test_an_out_of_range_test_point_is_said_not_replaced():
     assert logic.test_point(None, 180)[0] is None
     js = logic.url_sync_js(["test"])
     assert "!isFinite(v)" in js                                   # never test=NaN
+
+
+def test_retry_is_offered_only_where_a_retry_can_change_the_outcome():
+    """issue 12: the API stores the exception's class name only, so curvscope's own
+    subclasses (TrainingDivergedError of RuntimeError, MemoryBudgetError and
+    DataValidationError of ValueError) must count as deterministic by name; the machine's
+    failures (a task that gave up, a full disk, the broker, the OS) and a cancel may finish."""
+    def failed(kind):
+        return logic.retry_helps({"state": "failed", "error_type": kind})
+
+    for kind in ("TrainingDivergedError", "MemoryBudgetError", "DataValidationError",
+                 "OverBudget", "ValidationError", "ValueError", "TypeError", "KeyError",
+                 "ZeroDivisionError", "LinAlgError", "UserError",
+                 "curvscope.training.trainer.TrainingDivergedError", "FooValidationError"):
+        helps, why = failed(kind)
+        assert helps is False, kind
+        assert why.startswith("A retry would fail the same way") and "resubmit" in why
+        assert logic.failure_kind(kind) == "deterministic"
+    for kind in ("TaskGaveUp", "DiskFull", "WorkerLostError", "OSError", "ConnectionError",
+                 "TimeoutError", "OperationalError", "RedisConnectionError", "MemoryError",
+                 "OutOfMemoryError", "SoftTimeLimitExceeded"):
+        helps, why = failed(kind)
+        assert helps is True and "from the machine" in why, kind
+        assert logic.failure_kind(kind) == "transient"
+    for kind in ("RuntimeError", "Error", None):                 # unknown: offered, hedged
+        helps, why = failed(kind)
+        assert helps is True and "edit it and resubmit instead" in why
+        assert logic.failure_kind(kind) == "unknown"
+    assert logic.retry_helps({"state": "cancelled", "error_type": "ValueError"})[0] is True
+    for state in ("succeeded", "running", "queued"):
+        assert logic.retry_helps({"state": state, "error_type": "TaskGaveUp"}) == (False, "")
+
+
+def test_every_exception_the_science_library_and_backend_define_is_known_to_retry_helps():
+    """The subclasses of ValueError/TypeError/LookupError/ArithmeticError in curvscope and
+    the backend (a bad spec or data set) and TrainingDivergedError are deterministic by
+    their stored name, so a new one cannot silently get a Retry button."""
+    import importlib
+    import pkgutil
+
+    import backend
+    import curvscope
+
+    classes = set()
+    for package in (curvscope, backend):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if ".migrations" in info.name:
+                continue
+            try:
+                module = importlib.import_module(info.name)
+            except Exception:  # noqa: BLE001 (an optional dependency: not this test's concern)
+                continue
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, Exception) and \
+                        value.__module__ == module.__name__:
+                    classes.add(value)
+    from curvscope.training.trainer import TrainingDivergedError
+
+    family = (ValueError, TypeError, LookupError, ArithmeticError, TrainingDivergedError)
+    not_failures = {"StudyNotFound"}   # backend.crud's 404 of the API: never a study's failure
+    deterministic = {c.__name__ for c in classes if issubclass(c, family)} - not_failures
+    assert {"TrainingDivergedError", "MemoryBudgetError", "DataValidationError",
+            "OverBudget"} <= deterministic
+    assert {k for k in deterministic if logic.failure_kind(k) != "deterministic"} == set()
+
+
+def test_chunk_rows_one_row_per_chunk_in_index_order():
+    detail = {"chunks": [
+        {"index": 1, "alpha": 0.5, "subset_start": 3, "subset_stop": 6, "state": "running",
+         "progress": 0.4, "worker": "w@h", "device": "cpu", "error": None},
+        {"index": 0, "alpha": 0.5, "subset_start": 0, "subset_stop": 3, "state": "done",
+         "progress": 1.0, "worker": "w@h", "device": "cuda:0", "error": None},
+        {"index": 2, "alpha": 0.7, "subset_start": 0, "subset_stop": 1, "state": "pending",
+         "progress": None, "worker": None, "device": None, "error": "lost"}]}
+    rows = logic.chunk_rows(detail)
+    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert [r["subsets"] for r in rows] == ["0–2", "3–5", "0–0"]   # stop is exclusive
+    assert [r["state"] for r in rows] == ["done", "running", "pending"]
+    assert [r["progress"] for r in rows] == [1.0, 0.4, 0.0]
+    assert [(r["worker"], r["device"]) for r in rows] == [("w@h", "cuda:0"), ("w@h", "cpu"),
+                                                          ("–", "–")]
+    assert [r["alpha"] for r in rows] == [0.5, 0.5, 0.7] and rows[2]["error"] == "lost"
+    assert logic.chunk_rows({}) == [] and logic.chunk_rows({"chunks": None}) == []
+
+
+def test_resubmit_spec_names_the_uploaded_data_set_and_marks_the_name():
+    study = {"id": 5, "spec": {"name": "mine", "data": {"name": "file",
+                                                        "path": "/srv/data/ab12.csv"},
+                               "model": {"hidden": [8]}, "inverse": {"damping": 0.01}},
+             "request": {"preset": "quick", "data": {"name": "file", "path": "dataset:3"}}}
+    spec = logic.resubmit_spec(study)
+    assert spec == {"name": "mine (edited)", "data": {"name": "file", "path": "dataset:3"},
+                    "model": {"hidden": [8]}, "inverse": {"damping": 0.01}}
+    assert study["spec"]["data"]["path"] == "/srv/data/ab12.csv"       # not changed in place
+    assert study["spec"]["name"] == "mine"
+    plain = {"spec": {"name": None, "data": {"name": "digits", "path": None}},
+             "request": {"preset": "quick"}}
+    assert logic.resubmit_spec(plain) == plain["spec"]                  # nothing to rename
+    assert logic.resubmit_spec({"spec": {"name": "x" * 200}})["name"] == "x" * 200  # capped
+    assert logic.resubmit_spec({}) == {}
