@@ -160,10 +160,10 @@ def poll_ladder(_n, ladder_id):
             html.Td(chip(state)),
             html.Td(progress_bar(1.0 if state == "succeeded" else (study or {}).get("progress"))),
         ]))
-    table = html.Table(className="table", children=[
+    table = html.Div(className="table-wrap", children=html.Table(className="table", children=[
         html.Thead(html.Tr([html.Th(h) for h in ("rung", "path", "study", "state",
                                                  "progress")])),
-        html.Tbody(rows)])
+        html.Tbody(rows)]))  # scrolls inside its card on a phone, never the page
     summary = None
     try:
         summary = client.get_json(f"/ladders/{int(ladder_id)}/summary")

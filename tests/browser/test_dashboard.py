@@ -452,17 +452,63 @@ A11Y_JS = (Path(__file__).parent / "a11y_checks.js").read_text(encoding="utf-8")
 def test_every_page_in_both_themes_at_both_widths_fits_reads_and_tabs(browser, service):
     """No horizontal overflow at 1440 and 390 px, lang on <html>, an accessible name on every
     input, WCAG AA contrast of every text in both themes, no plotly toolbar button in the Tab
-    order and no "Share chart"; 404 for an unknown page. Screenshots of each into
+    order and no "Share chart"; 404 for an unknown page. Every page: the studies list, a
+    study, compare, the New study form, Jobs, the Sweeps list, a sweep, a ladder, the New
+    ladder form and the not-found page. Screenshots of each into
     artifacts/screenshots/<page>-<theme>-<width>.png."""
-    from tests.browser.conftest import Page
-
     first, second = (s["id"] for s in service.studies)
+    sweep_id, ladder_id, made = _a_finished_sweep_and_ladder(service)
     pages = [("studies", "/", "tr[data-study]"),
              ("study", f"/studies/{first}", "#fig-verdict .js-plotly-plot"),
              ("compare", f"/compare?ids={first},{second}", "#compare-fig-lds .js-plotly-plot"),
              ("new-study", "/new", "#new-validation .alert"),
              ("jobs", "/jobs", "tr[data-worker]"),
+             ("sweeps", "/sweeps", f"#sweeps-table tr[data-sweep='{sweep_id}']"),
+             ("sweep", f"/sweeps/{sweep_id}", "#sweep-points tbody tr[data-state='succeeded']"),
+             ("ladder", f"/ladder/{ladder_id}", "#ladder-fig-delta .js-plotly-plot"),
+             ("new-ladder", "/ladder/new", "text=Choices to switch"),
              ("not-found", "/no/such/page", "text=Nothing here")]
+    try:
+        _every_page_fits_reads_and_tabs(browser, service, pages)
+    finally:
+        for sid in made:  # leave the shared service's studies as they were
+            assert service.http.delete(f"/api/v1/studies/{sid}").status_code in (204, 404)
+
+
+def _a_finished_sweep_and_ladder(service) -> tuple[int, int, list[int]]:
+    """A succeeded sweep and a succeeded ladder of the shared service: ones it already has
+    (an earlier test's), else a one-point sweep and a one-rung ladder on SMALL (the ladder's
+    base is the fixture's first study, reused); with the ids of the studies made here."""
+    ids, made = {}, []
+    posts = {"sweeps": {"base": {**SMALL, "training": {**SMALL["training"], "seed": 31}},
+                        "grid": {"inverse.damping": [1e-3]}, "name": "every page"},
+             "ladders": {"base": SMALL, "rungs": ["kfac_damping"], "path": "each",
+                         "name": "every page"}}
+    for kind, body in posts.items():
+        known = [g for g in service.http.get(f"/api/v1/{kind}").json()["data"]
+                 if g["state"] == "succeeded"]
+        if known:
+            ids[kind] = known[0]["id"]
+            continue
+        reply = service.http.post(f"/api/v1/{kind}", json=body)
+        assert reply.status_code == 202, reply.text
+        group = reply.json()
+        members = group["points"] if kind == "sweeps" else group["rungs"]
+        made += [m["study"]["id"] for m in members if not m["reused"]]
+        ids[kind] = group["id"]
+    deadline = time.monotonic() + 300
+    for kind, gid in ids.items():
+        while (group := service.http.get(f"/api/v1/{kind}/{gid}").json())["state"] != \
+                "succeeded":
+            assert group["state"] in ("queued", "running") and time.monotonic() < deadline, (
+                group, service.log_tail())
+            time.sleep(0.5)
+    return ids["sweeps"], ids["ladders"], made
+
+
+def _every_page_fits_reads_and_tabs(browser, service, pages) -> None:
+    from tests.browser.conftest import Page
+
     problems = []
     for theme in ("light", "dark"):
         for width in (1440, 390):

@@ -254,7 +254,7 @@ def test_verdict_panel_numbers_equal_groundtruth_hierarchy(study):
         fig = hierarchy_figure(results)
         traces = [t for t in fig.data if t.meta == "hierarchy"]
         assert [t.name for t in traces] == [f"α = {a}" for a in hierarchy]
-        for trace, (alpha, check) in zip(traces, hierarchy.items(), strict=True):
+        for trace, (_alpha, check) in zip(traces, hierarchy.items(), strict=True):
             pairs = check["pairs"]
             assert list(trace.x) == [f"{p['higher']} − {p['lower']}" for p in pairs]
             assert list(trace.y) == [p["value"] for p in pairs]

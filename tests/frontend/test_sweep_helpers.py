@@ -13,8 +13,8 @@ import pytest
 from backend.artifacts import summarize
 from frontend.components.sweeps import (
     compare_href,
-    group_by_sweep,
     grid_table,
+    group_by_sweep,
     point_rows,
     points_table,
     progress_text,
