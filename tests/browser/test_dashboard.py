@@ -4,13 +4,14 @@ validation with the API's messages, submitting, and the new study in the list.""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SMALL
+from tests.browser.conftest import ROOT, SMALL
 
 pytestmark = pytest.mark.integration
 
@@ -378,6 +379,55 @@ def test_the_verdict_panel_shows_groundtruth_hierarchy_and_the_warnings(tab, ser
     frobenius, lost = colors
     assert set(frobenius["c"]) == {BAD}                             # growing error is bad
     assert lost["c"] == [BAD if v > 0 else GOOD for v in lost["y"]]
+    tab.assert_clean()
+
+
+def test_the_lds_note_appears_exactly_where_whiskers_overlap_but_the_paired_test_differs(
+        tab, service):
+    """The stored studies' pages and that of the golden fixture's spec run on the service
+    (there GGN's and GGN-blockdiag's whiskers overlap while the paired difference excludes
+    0): ``#lds-note`` under the LDS chart names every link whose unpaired intervals overlap
+    while the paired test (groundtruth.hierarchy) finds a difference, computed here from the
+    API's results.json, and is empty where none does; at least one page shows it."""
+    golden = json.loads((ROOT / "tests" / "fixtures" / "golden" / "results.json").read_text())
+    reply = service.http.post("/api/v1/studies", json={**golden["spec"], "name": "lds note"})
+    assert reply.status_code in (200, 202), reply.text
+    extra = reply.json()
+    made = reply.status_code == 202 and extra["id"] not in {s["id"] for s in service.studies}
+    try:
+        service.wait_done(extra["id"])
+        _check_lds_notes(tab, service, [*service.studies, extra])
+    finally:
+        if made:  # leave the shared service's studies as they were
+            assert service.http.delete(f"/api/v1/studies/{extra['id']}").status_code == 204
+
+
+def _check_lds_notes(tab, service, studies) -> None:
+    from frontend.figures.verdict import unpaired_overlap_but_paired_differs
+
+    seen = []
+    for study in studies:
+        results = _results(service, study["id"])
+        differ = unpaired_overlap_but_paired_differs(results)
+        for line in differ:                      # check the rule itself on the stored numbers
+            pair = line.split(" at α = ")[0]
+            higher, lower = re.split(" [<>] ", pair)
+            a, b = (results["methods"][m]["lds"]["0.5"] for m in (higher, lower))
+            assert a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"], line
+        tab.open(f"/studies/{study['id']}")
+        tab.wait_graph("fig-lds")
+        note = tab.page.locator("#lds-note")
+        if differ:
+            note.wait_for(state="visible")
+            assert note.inner_text() == (
+                "Overlapping whiskers do not mean two methods are level: the paired test (the "
+                "verdict above) finds " + "; ".join(differ) + ".")
+            seen.append(study["id"])
+            tab.screenshot("study-lds-note")
+        else:
+            assert note.inner_text().strip() == ""
+    assert seen, "no study's page showed the note"
+    assert studies[-1]["id"] in seen                  # the golden spec's study shows it
     tab.assert_clean()
 
 
