@@ -94,12 +94,12 @@ def test_a_diverged_study_offers_no_retry_on_its_page_nor_on_the_jobs_page(tab, 
     assert row.get_by_role("link", name="Edit and resubmit").get_attribute("href") == \
         f"/new?from={sid}"
     listed = tab.page.locator("#jobs-finished tr[data-study]")
-    api = {s["id"]: s for s in service.http.get("/api/v1/studies", params={
-        "state": ["failed", "cancelled"], "sort": "-finished_at", "limit": 10}).json()["data"]}
+    assert listed.count() >= 1
     for k in range(listed.count()):
-        other = int(listed.nth(k).get_attribute("data-study"))
+        other = service.http.get(f"/api/v1/studies/{listed.nth(k).get_attribute('data-study')}"
+                                 ).json()
         retry = listed.nth(k).get_by_role("button", name="Retry")
-        assert retry.is_enabled() == logic.retry_helps(api[other])[0], api[other]
+        assert retry.is_enabled() == logic.retry_helps(other)[0], other
     tab.screenshot("jobs-no-retry")
     tab.assert_clean()
 
