@@ -129,3 +129,45 @@ def test_models_per_chunk_follows_the_memory_budget():
     small = models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=2**20)
     assert 1 <= small < 1000
     assert models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=2**30) == 1000
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_models_trained_in_thread_groups_are_bit_identical_to_one_group(threads):
+    """train_many's thread groups (one single-threaded torch per Python thread) change
+    nothing: θ, test losses and running losses equal those of one group bit for bit, and
+    torch's thread count is restored."""
+    template, X, y = make_problem(n=48, activation="gelu")
+    X, template = X.float(), template.float()
+    spec = TrainingSpec(lr=0.05, batch_size=8, epochs=3, checkpoints=[2])
+    subsets = [draw_subset(48, 0.5, m, seed=0) for m in range(24)]
+    seeds = list(range(100, 124))
+    before = torch.get_num_threads()
+    one = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5], threads=1)
+    many = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5], threads=threads)
+    assert torch.get_num_threads() == before
+    assert torch.equal(one.theta, many.theta)
+    for epoch in (2, 3):
+        assert torch.equal(one.eval_losses[epoch], many.eval_losses[epoch])
+    for epoch in (1, 2, 3):
+        assert torch.equal(one.train_losses[epoch], many.train_losses[epoch])
+
+
+def test_a_group_that_diverges_fails_the_call_and_names_the_model():
+    """A diverging model in the second group: the error names it by its index in the whole
+    call, not in its group, and the other group stops too."""
+    from curvscope.training.trainer import TrainingDivergedError
+
+    import re
+
+    template, X, y = make_problem(n=32, activation="relu")
+    X, template = X.float().clone(), template.float()
+    X[31] = 1e30                                   # only models 8–15 ever see row 31
+    rng = np.random.default_rng(0)
+    subsets = [np.sort(rng.choice(31, 16, replace=False)) for _ in range(8)]
+    subsets += [np.sort(np.append(rng.choice(31, 15, replace=False), 31)) for _ in range(8)]
+    spec = TrainingSpec(lr=10.0, batch_size=8, epochs=2)
+    with pytest.raises(TrainingDivergedError) as error:
+        train_many(template, X, y, subsets, list(range(16)), spec, X[:4], y[:4], threads=2)
+    named = [int(i) for i in re.search(r"retrained models \[([\d, ]+)\]", str(error.value))
+             .group(1).split(",")]
+    assert named and all(8 <= i < 16 for i in named)
