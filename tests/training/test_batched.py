@@ -155,9 +155,9 @@ def test_models_trained_in_thread_groups_are_bit_identical_to_one_group(threads)
 def test_a_group_that_diverges_fails_the_call_and_names_the_model():
     """A diverging model in the second group: the error names it by its index in the whole
     call, not in its group, and the other group stops too."""
-    from curvscope.training.trainer import TrainingDivergedError
-
     import re
+
+    from curvscope.training.trainer import TrainingDivergedError
 
     template, X, y = make_problem(n=32, activation="relu")
     X, template = X.float().clone(), template.float()
