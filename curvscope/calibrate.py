@@ -10,7 +10,7 @@ is the code's and not LAPACK's or BLAS's:
 * mem: ``torch.linalg.norm(A − B)`` on 2048² float64, counted as 4 passes of 8n² bytes
   (the count ``curvscope.cost`` uses for an elementwise difference and its norm);
 * step: ``training.train_model`` on a 64→32→10 GELU MLP, batch 32, steps per second;
-* bflop / bstep: ``training.batched.train_many`` for 64 and for 8 models of the same MLP
+* bflop / bstep: ``training.batched.train_many`` for 64 and for 16 models of the same MLP
   (256 points, batch 32, float32): t = steps/bstep + flop/bflop solved from the two runs;
 * perm: ``torch.randperm`` of 1,000 elements, elements per second;
 * lds: ``groundtruth.lds.lds_many`` on random losses, 100 subsets × 100 test points × 200
@@ -121,7 +121,7 @@ def _batched_rates(repeats: int = 3) -> tuple[float, float]:
     layer_flops = 64 * 32 + 32 * 10
     results = []
     rng = np.random.default_rng(0)
-    for n_models in (8, 64):
+    for n_models in (16, 64):  # both split into the same thread groups (8+ per group)
         subsets = [np.sort(rng.choice(len(X), size, replace=False)) for _ in range(n_models)]
         seeds = list(range(n_models))
         seconds = _median_time(lambda: train_many(template, X, y, subsets, seeds, spec,

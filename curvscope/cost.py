@@ -16,7 +16,7 @@ eigh        n³ of ``torch.linalg.eigh`` of n × n              eigh of 1024 × 
 eigvalsh    n³ of ``torch.linalg.eigvalsh``                   eigvalsh of 1024 × 1024
 mem         byte moved by an elementwise pass (d² matrices)   norm(A − B) on 2048² float64
 step        one step of the single-model trainer              ``train_model`` on a 64→32→10 MLP
-bflop       flop of the batched retraining trainer (fp32)    ``train_many``, 64 and 8 models
+bflop       flop of the batched retraining trainer (fp32)    ``train_many``, 64 and 16 models
 bstep       one step of the batched trainer (fixed part)     (the same two runs)
 perm        element of a minibatch permutation               ``torch.randperm``
 lds         resample × subset × test point, per ranked set   ``lds_many`` on random losses
