@@ -104,16 +104,45 @@ class Stack:
         self.http = httpx.Client(base_url=f"{self.base}/api/v1", timeout=60)
 
     def restart_api(self) -> None:
+        """A new API process on the killed one's port. Should that port have been taken in
+        the meantime (it is free from the kill until the new process binds it, seconds
+        later, and other services on this machine pick free ports too), on a free one: the
+        workers never talk to the API, its address is the test's own. A new API that exits
+        otherwise fails the test at once, with its log."""
         self.api.wait(10)
         port = int(self.base.rsplit(":", 1)[1])
-        handle = open(self.logs[0], "ab")  # noqa: SIM115
+        for attempt in range(2):
+            start = self.logs[0].stat().st_size if self.logs[0].exists() else 0
+            self.api = self._uvicorn(port)
+            if wait_for("the API again", self._up_or_exited, 90, self.logs) == "up":
+                return
+            log = self.logs[0].read_bytes()[start:].decode(errors="replace")
+            if attempt == 0 and "address already in use" in log.lower():
+                port = free_port()
+                self.base = f"http://127.0.0.1:{port}"
+                self.http.close()
+                self.http = httpx.Client(base_url=f"{self.base}/api/v1", timeout=60)
+                continue
+            pytest.fail(f"the new API exited with {self.api.returncode}:\n{log[-4000:]}")
+
+    def _up_or_exited(self) -> str | None:
+        """'up' once this API process (its pid, not whatever else answers on the port)
+        answers /health; 'exited' once it has exited; None meanwhile."""
+        try:
+            response = httpx.get(f"{self.base}/api/v1/health", timeout=5)
+            if response.status_code == 200 and response.json().get("pid") == self.api.pid:
+                return "up"
+        except (httpx.TransportError, ValueError):
+            pass
+        return "exited" if self.api.poll() is not None else None
+
+    def _uvicorn(self, port: int) -> subprocess.Popen:
         import sys
 
-        self.api = subprocess.Popen([sys.executable, "-m", "uvicorn", "backend.app:app",
-                                     "--host", "127.0.0.1", "--port", str(port),
-                                     "--no-access-log"], env=self.env, stdout=handle,
-                                    stderr=subprocess.STDOUT)
-        wait_for("the API again", lambda: _health(self.base), 90, self.logs)
+        handle = open(self.logs[0], "ab")  # noqa: SIM115 (the process owns it)
+        return subprocess.Popen([sys.executable, "-m", "uvicorn", "backend.app:app", "--host",
+                                 "127.0.0.1", "--port", str(port), "--no-access-log"],
+                                env=self.env, stdout=handle, stderr=subprocess.STDOUT)
 
     def study(self, sid: int) -> dict:
         return self.http.get(f"/studies/{sid}").json()
@@ -137,13 +166,6 @@ class Stack:
         for process in (self.worker, self.api):
             stop_process(process, timeout=20)
         stop_process(self.redis.process)
-
-
-def _health(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/api/v1/health", timeout=5).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def wait_for(what: str, check, timeout: float, logs: list[Path]):
