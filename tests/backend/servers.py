@@ -158,3 +158,21 @@ def tiny(**overrides) -> dict:
     from curvscope.spec import deep_merge
 
     return deep_merge(TINY, overrides)
+
+
+def run_like_the_workers(config: dict) -> dict:
+    """results.json of ``config`` run in this process the way the test services' workers run
+    it (``CURVSCOPE_WORKER_TORCH_THREADS=1``): one torch thread, no cache. The thread count
+    matters: round-off differs between 1 and 2 threads, and after 100 epochs of training that
+    moves a rank or two of the LDS (seen: K-FAC 0.2070 on 1 thread, 0.2041 on 2)."""
+    import torch
+
+    from curvscope.spec import resolve_spec
+    from curvscope.study import run_study
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_study(resolve_spec(config)).results
+    finally:
+        torch.set_num_threads(previous)

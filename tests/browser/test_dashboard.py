@@ -563,20 +563,31 @@ def _every_page_fits_reads_and_tabs(browser, service, pages) -> None:
     for theme in ("light", "dark"):
         for width in (1440, 390):
             context = browser.new_context(viewport={"width": width, "height": 900})
+            # the stored theme is in place before any page script runs, on every page: set
+            # from a loaded page instead, the app's own store could write its initial state
+            # after it (CI once saw the dark 390 px pass open in the light theme)
+            context.add_init_script(f"localStorage.setItem('app-state', "
+                                    f"JSON.stringify({{theme: '{theme}'}}))")
             tab = Page(context.new_page(), service.base)
             tab.page.set_default_timeout(60_000)
-            tab.open("/jobs")
-            tab.page.evaluate(f"localStorage.setItem('app-state', "
-                              f"JSON.stringify({{theme: '{theme}'}}))")
             for name, path, ready in pages:
+                where = f"{name} {theme} {width}px"
                 status = tab.open(path)
-                tab.page.wait_for_selector(ready)
-                tab.page.wait_for_timeout(300)
-                tab.page.wait_for_function(
-                    "t => (document.documentElement.dataset.theme || 'light') === t", arg=theme)
+                try:
+                    tab.page.wait_for_selector(ready)
+                    tab.page.wait_for_timeout(300)
+                    tab.page.wait_for_function(
+                        "t => (document.documentElement.dataset.theme || 'light') === t",
+                        arg=theme)
+                except Exception as error:   # say which page, and what it shows
+                    state = tab.page.evaluate(
+                        "() => ({theme: document.documentElement.dataset.theme || null, "
+                        "stored: localStorage.getItem('app-state'), url: location.href, "
+                        "text: document.body.innerText.slice(0, 400)})")
+                    raise AssertionError(f"{where}: not ready ({ready!r}, theme {theme}): "
+                                         f"{state}; {type(error).__name__}") from error
                 tab.screenshot(f"{name}-{theme}-{width}")
                 report = tab.page.evaluate(A11Y_JS)
-                where = f"{name} {theme} {width}px"
                 if report["width"] > width:
                     problems.append(f"{where}: {report['width']} px wide")
                 if report["lang"] != "en":

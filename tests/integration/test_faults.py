@@ -24,6 +24,7 @@ import pytest
 
 from backend.launch import find_redis_server, free_port, redis_ping
 from tests.backend.servers import (
+    run_like_the_workers,
     service_env,
     start_api,
     start_worker,
@@ -183,10 +184,7 @@ def wait_for(what: str, check, timeout: float, logs: list[Path]):
 
 
 def undisturbed_lds(config: dict) -> dict:
-    from curvscope.spec import resolve_spec
-    from curvscope.study import run_study
-
-    results = run_study(resolve_spec(config)).results
+    results = run_like_the_workers(config)
     return {m: {a: v["value"] for a, v in r["lds"].items()}
             for m, r in results["methods"].items()}
 

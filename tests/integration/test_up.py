@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from backend.launch import free_port
-from tests.backend.servers import tiny, wait_http
+from tests.backend.servers import run_like_the_workers, tiny, wait_http
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "curvscope")
@@ -154,6 +154,8 @@ def test_ctrl_c_during_a_study_and_the_next_up_resumes_it(tmp_path):
             assert time.monotonic() < deadline, study
             time.sleep(0.5)
         assert study["state"] == "succeeded", study
+        assert _lds(httpx.get(f"{base}/studies/{sid}/results", timeout=60).json()) == \
+            _lds(_undisturbed(spec))                   # nothing about the stop shows
     finally:
         assert stop_up(up, log) == 0
 
@@ -182,7 +184,8 @@ def _children(pid: int) -> list[int]:
 
 def test_a_dead_child_is_restarted_and_a_killed_up_takes_its_children(tmp_path):
     """SIGKILL the worker: `up` restarts it. SIGKILL `up` itself: its children go too (the
-    worker with a warm shutdown), and the next `up` on the folder finishes the study."""
+    worker with a warm shutdown), and the next `up` on the folder finishes the study with
+    the LDS of an undisturbed run of its spec."""
     data, port, env, log = tmp_path / "data", free_port(), up_env(), tmp_path / "up.log"
     base = f"http://127.0.0.1:{port}/api/v1"
     up = start_up(data, port, log, env)
@@ -220,5 +223,17 @@ def test_a_dead_child_is_restarted_and_a_killed_up_takes_its_children(tmp_path):
             assert time.monotonic() < deadline, study
             time.sleep(0.5)
         assert study["state"] == "succeeded", study
+        assert _lds(httpx.get(f"{base}/studies/{sid}/results", timeout=60).json()) == \
+            _lds(_undisturbed(spec))                   # nothing about the stop shows
     finally:
         assert stop_up(up, log) == 0
+
+
+def _lds(results: dict) -> dict:
+    return {m: {a: v["value"] for a, v in r["lds"].items()}
+            for m, r in results["methods"].items()}
+
+
+def _undisturbed(config: dict) -> dict:
+    """The same spec run in this process as the worker runs it (one thread, no cache)."""
+    return run_like_the_workers(config)
