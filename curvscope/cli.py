@@ -77,11 +77,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CURVSCOPE_CACHE_DIR", Path.home() / ".cache" / "curvscope"))
 
 
+#: The spec options ``run`` and ``estimate`` share.
+ConfigOption = Annotated[Path | None, typer.Option(help="Study spec as TOML (or JSON).")]
+PresetOption = Annotated[str | None, typer.Option(help="Start from a preset: quick or paper.")]
+
+
 @app.command()
 def run(
-    config: Annotated[Path | None, typer.Option(help="Study spec as TOML (or JSON).")] = None,
-    preset: Annotated[str | None, typer.Option(help="Start from a preset: quick or paper.")
-                      ] = None,
+    config: ConfigOption = None,
+    preset: PresetOption = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for results.json and arrays.npz [default: runs/<spec hash>].")
     ] = None,
@@ -237,9 +241,8 @@ def calibrate(
 
 @app.command()
 def estimate(
-    config: Annotated[Path | None, typer.Option(help="Study spec as TOML (or JSON).")] = None,
-    preset: Annotated[str | None, typer.Option(help="Start from a preset: quick or paper.")
-                      ] = None,
+    config: ConfigOption = None,
+    preset: PresetOption = None,
     calibration: Annotated[Path | None, typer.Option(
         help="A probe written by `curvscope calibrate` [default: the newest under "
         "<data-dir>/calibration].")] = None,
