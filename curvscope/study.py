@@ -442,8 +442,8 @@ def stage_retraining(state: StudyState, name: str) -> None:
             lambda f, k=k, n=len(mine): state.report(name, (k + f) / n)))
     losses = np.concatenate([p.test_losses for p in parts], axis=1)
     train_losses = np.concatenate([p.train_losses for p in parts], axis=0)
-    state.loss_curves[alpha_key(alpha)] = loss_spread(
-        train_losses.reshape(-1, train_losses.shape[-1]), parts[0].train_loss_epochs)
+    state.loss_curves[alpha_key(alpha)] = loss_spread(train_losses,
+                                                      parts[0].train_loss_epochs)
     state.gt_arrays[retrained_train_losses_name(alpha)] = train_losses
     state.masks[alpha] = draw_subsets(state.data.n_train, alpha, gt.n_subsets, gt.seed)
     # the evaluated epoch's checkpoint (the final one by default): M × R × n_test

@@ -105,9 +105,10 @@ def retrain_slice(
 
 
 def loss_spread(train_losses: np.ndarray, epochs: list[int]) -> dict:
-    """The spread of the retrained models' training-loss curves (models × epochs, one row per
-    model, at ``epochs``): per epoch the 10 %, 50 % and 90 % quantiles over the models
-    (numpy's linear interpolation), as ``results.LossSpread`` stores them."""
+    """The spread of the retrained models' training-loss curves (one curve per model at
+    ``epochs``, in any leading shape, e.g. subsets × seeds × epochs): per epoch the 10 %,
+    50 % and 90 % quantiles over the models (numpy's linear interpolation), as
+    ``results.LossSpread`` stores them."""
     curves = np.asarray(train_losses, dtype=np.float64).reshape(-1, len(epochs))
     low, mid, high = np.quantile(curves, [0.1, 0.5, 0.9], axis=0)
     return {"epochs": [int(e) for e in epochs], "n_models": int(curves.shape[0]),

@@ -14,7 +14,7 @@ seed) trained inside a batch end with the same parameters up to floating-point r
 Every model's per-point test losses are recorded at every checkpoint epoch, so one retraining
 run gives ground truth for every training time, and its running training loss (the mean over
 an epoch's minibatches of the minibatch loss, each at the parameters that step starts from:
-the "train loss" experiment trackers log) at the epochs of ``loss_curve_epochs``, so the
+the "train loss" experiment trackers log) at ``TrainingSpec.loss_curve_epochs``, so the
 dashboard can draw the retrained models' loss spread. It comes from the softmax the backward
 pass computes anyway: ℓ_i = −log p_{i,y_i}, summed per model in the recorded epochs only.
 (The full-subset loss after each epoch, the single trainer's ``epoch_losses``, costs a forward
@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from curvscope.models import ParameterLayout, init_mlp_parameters
-from curvscope.specs.training import LOSS_CURVE_POINTS, loss_curve_epochs  # noqa: F401
 from curvscope.training.trainer import (
     TrainingDivergedError,
     TrainingSpec,

@@ -70,7 +70,7 @@ def replayed_running_losses(activation, bias, X, y, seed, spec) -> torch.Tensor:
 
 
 def test_training_loss_is_recorded_at_25_even_epochs_and_the_checkpoints():
-    from curvscope.training.batched import loss_curve_epochs
+    from curvscope.specs.training import loss_curve_epochs
 
     assert loss_curve_epochs(3, [1, 3]) == [1, 2, 3]
     every = loss_curve_epochs(200, [151, 200])
