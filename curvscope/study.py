@@ -42,6 +42,7 @@ from curvscope.groundtruth import (
     seed_noise_ceiling,
 )
 from curvscope.groundtruth.hierarchy import hierarchy_check, lds_lost
+from curvscope.linalg import default_backend
 from curvscope.models import ParameterLayout, build_mlp
 from curvscope.registry import CHAIN, dense_methods, get_method
 from curvscope.results import (
@@ -195,10 +196,15 @@ def curvature_material(spec: StudySpec, method: str, device_type: str) -> dict:
     """Everything one method's curvature operator depends on: the trained model and the
     curvature settings THIS method reads (``method_curvature_settings``), so that changing
     the block structure or one method's Fisher type (an ablation ladder rung) reuses every
-    other method's cached operator."""
-    return {"version": code_version(), "train": train_material(spec, device_type),
-            "epoch": spec.training.evaluated_epoch(), "method": method,
-            "settings": method_curvature_settings(spec, method)}
+    other method's cached operator. On CPU also the eigensolver (``linalg.default_backend``):
+    an operator decomposed by the other LAPACK differs from this machine's at round-off, so
+    it is not reused."""
+    material = {"version": code_version(), "train": train_material(spec, device_type),
+                "epoch": spec.training.evaluated_epoch(), "method": method,
+                "settings": method_curvature_settings(spec, method)}
+    if device_type == "cpu":
+        material["eigensolver"] = default_backend()
+    return material
 
 
 def method_curvature_settings(spec: StudySpec, method: str) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from curvscope.linalg import symmetric_eigh
 from curvscope.models.layout import Block
 
 
@@ -65,7 +66,7 @@ class DenseEigenBlock(EigenBlock):
     def from_matrix(cls, matrix: torch.Tensor, start: int = 0,
                     keep_matrix: bool = False) -> DenseEigenBlock:
         """Eigendecompose a symmetric matrix (symmetrised first to remove round-off)."""
-        eigenvalues, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+        eigenvalues, vectors = symmetric_eigh(matrix, symmetrize=True)
         return cls(start, start + matrix.shape[0], eigenvalues, vectors,
                    matrix if keep_matrix else None)
 
@@ -109,7 +110,7 @@ class SpectrumEigenBlock(EigenBlock):
 
     def eigenvectors(self) -> torch.Tensor:
         if self.vectors is None:  # eigenvalues stay eigvalsh's (equal to eigh's to round-off)
-            self.vectors = torch.linalg.eigh(self.matrix).eigenvectors
+            self.vectors = symmetric_eigh(self.matrix)[1]
         return self.vectors
 
     def rotate(self, X):

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from curvscope.linalg import symmetric_eigh
 from curvscope.models.layout import Block
 
 
@@ -128,7 +129,7 @@ def swap_tests(G_block: torch.Tensor, kfac_eigenvalues: torch.Tensor,
     """Basis-vs-spectrum swaps, eigenpairs paired by rank (largest with largest):
     G's eigenvectors with K-FAC's eigenvalues, and K-FAC's eigenvectors with G's eigenvalues;
     each reported as ‖G − swap‖_F / ‖G‖_F. ``ggn_eigen`` reuses G's eigenpairs if known."""
-    g_vals, g_vecs = ggn_eigen if ggn_eigen is not None else torch.linalg.eigh(G_block)
+    g_vals, g_vecs = ggn_eigen if ggn_eigen is not None else symmetric_eigh(G_block)
     g_order = torch.argsort(g_vals, descending=True)
     k_order = torch.argsort(kfac_eigenvalues, descending=True)
     U, g_sorted = g_vecs[:, g_order], g_vals[g_order]

@@ -33,6 +33,7 @@ from curvscope.diagnostics.shares import (
     sorted_spectrum,
     tensors_in_block,
 )
+from curvscope.linalg import symmetric_eigh
 from curvscope.models.layout import Block
 from curvscope.registry import CHAIN
 from curvscope.results import block_eigenvalues_name, eigenvalues_name, heatmap_name
@@ -55,7 +56,7 @@ def block_spectrum(op: CurvatureOperator, block: Block, dense: torch.Tensor | No
         return values, torch.eye(block.size, dtype=values.dtype, device=values.device)
     matrix = dense[block.slice, block.slice] if dense is not None else op.to_dense()[
         block.slice, block.slice]
-    return torch.linalg.eigh((matrix + matrix.T) / 2)
+    return symmetric_eigh(matrix, symmetrize=True)
 
 
 def diagnose(ctx: CurvatureContext, operators: dict[str, CurvatureOperator], k: int,
@@ -356,7 +357,7 @@ def _ggn_block_eigen(ctx, operators) -> dict[str, tuple[torch.Tensor, torch.Tens
     blockdiag = operators.get("GGN-blockdiag")
     for block in ctx.layout.blocks:
         aligned = blockdiag.block_eigen(block) if blockdiag is not None else None
-        reference[block.name] = aligned or torch.linalg.eigh(ctx.ggn_block(block))
+        reference[block.name] = aligned or symmetric_eigh(ctx.ggn_block(block))
     return reference
 
 
