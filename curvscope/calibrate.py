@@ -5,13 +5,15 @@ of ``curvscope.cost`` on a small problem, with the library's own code where a st
 is the code's and not LAPACK's or BLAS's:
 
 * gemm: float64 (and float32) 1024 × 1024 matmul, flop/s (2n³ per product);
-* eigh / eigvalsh: ``torch.linalg.eigh`` / ``eigvalsh`` of a symmetric 1024² matrix, n³/s
-  (larger sizes scale by ``curvscope.cost``'s measured exponents);
+* eigh / eigvalsh: ``linalg.symmetric_eigh`` (the studies' eigensolver) /
+  ``torch.linalg.eigvalsh`` of a symmetric 1024² matrix, n³/s (larger sizes scale by
+  ``curvscope.cost``'s measured exponents);
 * mem: ``torch.linalg.norm(A − B)`` on 2048² float64, counted as 4 passes of 8n² bytes
   (the count ``curvscope.cost`` uses for an elementwise difference and its norm);
 * step: ``training.train_model`` on a 64→32→10 GELU MLP, batch 32, steps per second;
 * bflop / bstep: ``training.batched.train_many`` for 64 and for 16 models of the same MLP
-  (256 points, batch 32, float32): t = steps/bstep + flop/bflop solved from the two runs;
+  (256 points, batch 32, float32), each run as one group per thread (up to 2):
+  t = group-steps/bstep + flop/bflop solved from the two runs;
 * perm: ``torch.randperm`` of 1,000 elements, elements per second;
 * lds: ``groundtruth.lds.lds_many`` on random losses, 100 subsets × 100 test points × 200
   resamples, 2 methods: ranked elements ((methods + 1) · resamples · M · T) per second, the
@@ -42,7 +44,8 @@ import numpy as np
 import psutil
 import torch
 
-from curvscope.cost import EIGH_REFERENCE_N, PROBE_STEP_FLOPS
+from curvscope.cost import EIGH_REFERENCE_N, PROBE_STEP_FLOPS, SCIPY_EIGH_EXPONENT
+from curvscope.linalg import default_backend, symmetric_eigh
 
 CALIBRATION_VERSION = 1
 
@@ -107,7 +110,7 @@ def _step_rate(repeats: int = 5) -> float:
 
 
 def _batched_rates(repeats: int = 3) -> tuple[float, float]:
-    """(flop/s, steps/s) of the batched trainer from two batch counts."""
+    """(flop/s, group-steps/s) of the batched trainer from two batch counts."""
     from curvscope.models import build_mlp
     from curvscope.specs import ModelSpec, TrainingSpec
     from curvscope.training.batched import train_many
@@ -121,17 +124,21 @@ def _batched_rates(repeats: int = 3) -> tuple[float, float]:
     layer_flops = 64 * 32 + 32 * 10
     results = []
     rng = np.random.default_rng(0)
-    for n_models in (16, 64):  # both split into the same thread groups (8+ per group)
+    # both runs in the same `groups` groups, one per thread (8+ models each), so that the
+    # fixed part is one step of `groups` groups side by side: bstep counts group-steps
+    groups = max(1, min(torch.get_num_threads(), 2))
+    for n_models in (16, 64):
         subsets = [np.sort(rng.choice(len(X), size, replace=False)) for _ in range(n_models)]
         seeds = list(range(n_models))
-        seconds = _median_time(lambda: train_many(template, X, y, subsets, seeds, spec,
-                                                  X_eval, y_eval), repeats)
+        seconds = _median_time(lambda subsets=subsets, seeds=seeds, n=n_models: train_many(
+            template, X, y, subsets, seeds, spec, X_eval, y_eval,
+            models_per_group=math.ceil(n / groups)), repeats)
         flops = 6 * n_models * size * layer_flops * spec.epochs
         results.append((flops, seconds))
     (f1, t1), (f2, t2) = results
     per_flop = max((t2 - t1) / (f2 - f1), 1e-15)
     fixed = max(t1 - f1 * per_flop, 1e-6)
-    return 1 / per_flop, steps / fixed
+    return 1 / per_flop, steps * groups / fixed
 
 
 def _perm_rate(n: int = 1000, count: int = 200) -> float:
@@ -174,7 +181,9 @@ def probe() -> dict:
     rates: dict[str, float] = {}
     rates["gemm"] = _gemm_rate(torch.float64)
     rates["gemm32"] = _gemm_rate(torch.float32)
-    rates["eigh"] = _eig_rate(torch.linalg.eigh)
+    rates["eigh"] = _eig_rate(lambda A: symmetric_eigh(A))
+    if default_backend() == "scipy":  # its time grows more slowly with n than MKL's
+        rates["eigh_exponent"] = SCIPY_EIGH_EXPONENT
     rates["eigvalsh"] = _eig_rate(torch.linalg.eigvalsh)
     rates["mem"] = _mem_rate()
     rates["step"] = _step_rate()

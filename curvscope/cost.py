@@ -12,12 +12,13 @@ kernel      unit                                             probe (``curvscope.
 ==========  ===============================================  ==================================
 gemm        flop of a dense product in the study's dtype     float64 matmul 1024 × 1024
 gemm32      flop of a float32 product (the LDS's ranks)      float32 matmul 1024 × 1024
-eigh        n³ of ``torch.linalg.eigh`` of n × n              eigh of 1024 × 1024
+eigh        n³ of ``linalg.symmetric_eigh`` of n × n         eigh of 1024 × 1024
 eigvalsh    n³ of ``torch.linalg.eigvalsh``                   eigvalsh of 1024 × 1024
 mem         byte moved by an elementwise pass (d² matrices)   norm(A − B) on 2048² float64
 step        one step of the single-model trainer              ``train_model`` on a 64→32→10 MLP
 bflop       flop of the batched retraining trainer (fp32)    ``train_many``, 64 and 16 models
-bstep       one step of the batched trainer (fixed part)     (the same two runs)
+bstep       one step of one group of the batched trainer     (the same two runs)
+            (fixed part; ``sizes.cpu_models_per_group`` models at most)
 perm        element of a minibatch permutation               ``torch.randperm``
 lds         resample × subset × test point, per ranked set   ``lds_many`` on random losses
 npz         byte of arrays.npz (zlib-compressed)             ``np.savez_compressed``, 8 MB
@@ -73,7 +74,12 @@ from pathlib import Path
 from typing import Any
 
 from curvscope.registry import get_method
-from curvscope.sizes import data_shape, estimate_dense_memory_bytes, n_test_rows
+from curvscope.sizes import (
+    cpu_models_per_group,
+    data_shape,
+    estimate_dense_memory_bytes,
+    n_test_rows,
+)
 
 KERNELS = ("gemm", "gemm32", "eigh", "eigvalsh", "mem", "step", "bflop", "bstep", "perm",
            "lds", "npz", "fixed")
@@ -84,6 +90,9 @@ EIGH_REFERENCE_N = 1024
 #: n = 4096, 4160, 6570): eigh 2.84–3.17, eigvalsh 2.46–2.70.
 EIGH_EXPONENT = 3.0
 EIGVALSH_EXPONENT = 2.6
+#: The same for ``linalg.symmetric_eigh`` on its scipy backend (2-core AMD EPYC, 2 threads,
+#: issue 14): 2.57 from 1024 to 4,160 (0.20 s → 7.41 s), 2.66 to the paper's H (28.2 s).
+SCIPY_EIGH_EXPONENT = 2.65
 #: The probe's single-model trainer: its layers and flops per step (64→32→10, batch 32).
 PROBE_STEP_LAYERS = 2
 PROBE_STEP_FLOPS = 6 * 32 * (64 * 32 + 32 * 10)
@@ -477,9 +486,12 @@ def retraining_work(spec: Any, s: Shape, alpha: float, memory_budget_bytes: int 
     size = math.floor(alpha * s.n_train)
     steps = tr.epochs * math.ceil(size / tr.batch_size)
     checkpoints = len(tr.checkpoint_epochs())
+    per_group = cpu_models_per_group(s.d, sum(i + o for i, o in s.layers), tr.batch_size,
+                                     4 if spec.groundtruth.dtype == "float32" else 8)
     for B in retraining_chunks(spec, s, memory_budget_bytes):
         work.add("bflop", 6 * B * size * s.layer_flops * tr.epochs)
-        work.add("bstep", steps)
+        # one step of every CPU group of models (``train_many``)
+        work.add("bstep", steps * math.ceil(B / per_group))
         work.add("perm", B * size * tr.epochs)
         work.add("bflop", 2 * B * s.n_test * s.layer_flops * checkpoints)
         work.add("fixed", 0.0002 * B + 0.01)  # generators and initial parameters

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from curvscope.models import ParameterLayout, init_mlp_parameters
+from curvscope.sizes import cpu_models_per_group
 from curvscope.training.trainer import (
     TrainingDivergedError,
     TrainingSpec,
@@ -115,12 +116,23 @@ class StackedMLP:
                 values[f"{block.module_name}.bias"] = b
         return self.layout.flatten(values)
 
-    def forward(self, x: torch.Tensor, keep: bool = False):
+    def forward(self, x: torch.Tensor, keep: bool = False, class_major: bool = False):
         """Logits (B × n × C) for inputs x (B × n × F); with ``keep`` also the tape of
-        (a_{l−1}, z_l) per layer."""
+        (a_{l−1}, z_l) per layer (the last layer's z_L left out). With ``class_major`` the
+        logits come as B × C × n, z_Lᵀ = W_L a_{L−1}ᵀ + b_L, from the GEMM itself: the
+        row-major z_L = a_{L−1} W_Lᵀ has rows of C = 10 floats and its batched GEMM ran
+        2.6× slower (443 vs 173 µs per step for 250 paper models, with the transpose the
+        softmax needs)."""
         tape = []
         a = x
+        last = len(self.weights) - 1
         for index, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if index == last and class_major:
+                a_t = a.transpose(1, 2)
+                if keep:
+                    tape.append((a, None))
+                return (torch.baddbmm(b.unsqueeze(2), W, a_t) if b is not None
+                        else torch.bmm(W, a_t)), tape
             if b is not None:  # z = b + a Wᵀ in one batched GEMM
                 z = torch.baddbmm(b.unsqueeze(1), a, W.transpose(1, 2))
             else:
@@ -137,10 +149,10 @@ class StackedMLP:
         (B), each model's summed loss Σ_i −log p_{i,y_i} on its rows is added to it (p read
         off the softmax the backward pass needs, floored at the dtype's smallest normal
         number, so a loss is at most ~87 in float32 instead of infinite)."""
-        logits, tape = self.forward(x, keep=True)
+        logits, tape = self.forward(x, keep=True, class_major=True)
         # δ_L in the class-major layout (B × C × n): softmax over a short last dimension
         # (C = 10) runs ~20× slower than over the middle one with n contiguous entries inside
-        delta = torch.softmax(logits.transpose(1, 2).contiguous(), dim=1)
+        delta = torch.softmax(logits, dim=1)
         if loss_sums is not None:
             p_true = delta.gather(1, y.unsqueeze(1)).squeeze(1)
             loss_sums -= p_true.clamp_min(torch.finfo(delta.dtype).tiny).log().sum(1)
@@ -180,6 +192,14 @@ def initial_parameters(model: nn.Module, layout: ParameterLayout, seed: int) -> 
 MIN_MODELS_PER_THREAD = 8
 
 
+def group_size(model: nn.Sequential, batch_size: int, itemsize: int) -> int:
+    """``sizes.cpu_models_per_group`` of this architecture."""
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    n_params = sum(p.numel() for p in model.parameters())
+    widths = sum(m.in_features + m.out_features for m in linears)
+    return cpu_models_per_group(n_params, widths, batch_size, itemsize)
+
+
 def train_many(
     model: nn.Sequential,
     X: torch.Tensor,
@@ -191,6 +211,7 @@ def train_many(
     y_eval: torch.Tensor,
     progress=None,
     threads: int | None = None,
+    models_per_group: int | None = None,
 ) -> BatchedTrainingResult:
     """Train len(seeds) models; model b sees (X[subsets[b]], y[subsets[b]]) and uses seeds[b]
     for its initialisation and minibatch order (as ``train_model`` with ``spec.seed=seeds[b]``).
@@ -201,47 +222,81 @@ def train_many(
     epoch's minibatches of the mean minibatch loss weighted by the batch's size, i.e.
     (1/|S|) Σ_steps Σ_{i ∈ batch} ℓ(θ_step; x_i, y_i).
 
-    On CPU with T = ``threads`` (default ``torch.get_num_threads()``) > 1, the models are cut
-    into T groups trained side by side, one Python thread each with torch single-threaded
-    (its kernels release the GIL). One step's batched GEMMs are small (B × 32 × 64 · 64 × 64)
-    and split badly inside one op: 2 intra-op threads ran 500 paper models 3.4× slower than
-    1 thread at load 3, while 2 groups ran 1.9× faster. A model's arithmetic does not depend
-    on its group, so θ and every loss are bit-identical to one group (tested).
+    On CPU the models are cut into groups of at most ``models_per_group`` (default
+    ``sizes.cpu_models_per_group``: as many as fit the cache), and with T = ``threads``
+    (default ``torch.get_num_threads()``) > 1 into a multiple of T groups shared out among T
+    Python threads, each running its groups one after another with torch single-threaded (its
+    kernels release the GIL). One step's batched GEMMs are small (B × 32 × 64 · 64 × 64) and
+    split badly inside one op: 2 intra-op threads ran 500 paper models 3.4× slower than 1
+    thread at load 3, while 2 threads of groups ran 1.9× faster. A model's arithmetic does not
+    depend on its group or thread, so θ and every loss are bit-identical to one group of all
+    models (tested). On a GPU all models train as one group. ``progress(done, total)`` gets
+    the epochs done and to do of the first thread's groups.
     """
     n_models = len(seeds)
-    groups = min(threads or torch.get_num_threads(), n_models // MIN_MODELS_PER_THREAD)
-    if X.device.type != "cpu" or groups < 2:
+    if len(subsets) != n_models:
+        raise ValueError("need one subset per seed")
+    if len({len(s) for s in subsets}) > 1:
+        raise ValueError("all subsets of one batch must have the same size")
+    if X.device.type != "cpu":
         return _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress)
-    parts = np.array_split(np.arange(n_models), groups)
-    stop = threading.Event()  # a group that diverges stops the others at their next epoch
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        def group(k: int, part: np.ndarray) -> BatchedTrainingResult:
+    workers = max(1, min(threads or torch.get_num_threads(),
+                         n_models // MIN_MODELS_PER_THREAD))
+    size = max(1, models_per_group or group_size(model, spec.batch_size, X.element_size()))
+    n_parts = math.ceil(n_models / size)
+    n_parts = min(n_models, math.ceil(n_parts / workers) * workers)  # a share for each thread
+    parts = np.array_split(np.arange(n_models), n_parts)
+    workers = min(workers, n_parts)
+    # thread k runs parts k, k + T, k + 2T, …; thread 0 reports the progress of its own parts
+    mine = [list(range(k, len(parts), workers)) for k in range(workers)]
+    stop = threading.Event()  # a group that fails stops the others at their next epoch
+
+    def run(k: int) -> list[BatchedTrainingResult]:
+        done = []
+        for i, p in enumerate(mine[k]):
+            report = None
+            if progress is not None and k == 0:
+                def report(epoch, total, i=i, n=len(mine[0])):
+                    progress(i * total + epoch, n * total)
+            part = parts[p]
+            done.append(_train_group(model, X, y, [subsets[j] for j in part],
+                                     [seeds[j] for j in part], spec, X_eval, y_eval, report,
+                                     int(part[0]), stop if workers > 1 else None))
+        return done
+
+    if workers == 1:  # in this thread, on torch's own threads
+        results = run(0)
+    else:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            def guarded(k: int) -> list[BatchedTrainingResult]:
+                try:
+                    return run(k)
+                except BaseException:
+                    stop.set()
+                    raise
+
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="train_many")
             try:
-                return _train_group(model, X, y, [subsets[i] for i in part],
-                                    [seeds[i] for i in part], spec, X_eval, y_eval,
-                                    progress if k == 0 else None, int(part[0]), stop)
-            except BaseException:
+                futures = [pool.submit(guarded, k) for k in range(workers)]
+                wait(futures)
+            except BaseException:  # e.g. Ctrl-C in the waiting thread: the groups end too
                 stop.set()
                 raise
-
-        pool = ThreadPoolExecutor(groups, thread_name_prefix="train_many")
-        try:
-            futures = [pool.submit(group, k, part) for k, part in enumerate(parts)]
-            wait(futures)
-        except BaseException:  # e.g. Ctrl-C in the waiting thread: the groups end too
-            stop.set()
-            raise
+            finally:
+                pool.shutdown(wait=True)
+            failures = [f.exception() for f in futures if f.exception() is not None]
+            real = [e for e in failures if not isinstance(e, _Stopped)]
+            if failures:
+                raise (real or failures)[0]
+            by_part = {p: r for k, f in enumerate(futures)
+                       for p, r in zip(mine[k], f.result(), strict=True)}
+            results = [by_part[p] for p in range(len(parts))]
         finally:
-            pool.shutdown(wait=True)
-        failures = [f.exception() for f in futures if f.exception() is not None]
-        real = [e for e in failures if not isinstance(e, _Stopped)]
-        if failures:
-            raise (real or failures)[0]
-        results = [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(previous)
+            torch.set_num_threads(previous)
+    if len(results) == 1:
+        return results[0]
     return BatchedTrainingResult(
         torch.cat([r.theta for r in results]),
         {e: torch.cat([r.eval_losses[e] for r in results]) for e in results[0].eval_losses},
@@ -290,8 +345,10 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
             if spec.weight_decay:
                 grads.add_(params, alpha=spec.weight_decay)
             # the single trainer's buffer = momentum·buffer + g; θ = θ − lr·buffer, on the flat
-            # buffers of all models at once
-            buffer.mul_(spec.momentum).add_(grads)
+            # buffers of all models at once (buffer = g + momentum·buffer in one pass: 385 vs
+            # 500 µs for 250 paper models as mul_ then add_; equal up to the rounding of one
+            # fused multiply-add)
+            torch.add(grads, buffer, alpha=spec.momentum, out=buffer)
             params.add_(buffer, alpha=-learning_rate(spec, step, total_steps))
             step += 1
         # a model's parameters are all finite iff their sum is (NaN and ±inf propagate; a sum

@@ -131,25 +131,43 @@ def test_models_per_chunk_follows_the_memory_budget():
     assert models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=2**30) == 1000
 
 
-@pytest.mark.parametrize("threads", [2, 3])
-def test_models_trained_in_thread_groups_are_bit_identical_to_one_group(threads):
-    """train_many's thread groups (one single-threaded torch per Python thread) change
-    nothing: θ, test losses and running losses equal those of one group bit for bit, and
-    torch's thread count is restored."""
+@pytest.mark.parametrize("threads, models_per_group", [(2, 64), (3, 64), (1, 5), (2, 5),
+                                                      (3, 7)])
+def test_models_trained_in_groups_and_threads_are_bit_identical_to_one_group(
+        threads, models_per_group):
+    """train_many's cache-sized groups, shared out among threads (one single-threaded torch
+    per Python thread), change nothing: θ, test losses and running losses equal those of one
+    group of all models bit for bit, torch's thread count is restored, and the progress
+    reported only grows and ends at 1."""
     template, X, y = make_problem(n=48, activation="gelu")
     X, template = X.float(), template.float()
     spec = TrainingSpec(lr=0.05, batch_size=8, epochs=3, checkpoints=[2])
     subsets = [draw_subset(48, 0.5, m, seed=0) for m in range(24)]
     seeds = list(range(100, 124))
     before = torch.get_num_threads()
-    one = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5], threads=1)
-    many = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5], threads=threads)
+    one = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5], threads=1,
+                     models_per_group=len(seeds))
+    reported = []
+    many = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5],
+                      progress=lambda done, total: reported.append(done / total),
+                      threads=threads, models_per_group=models_per_group)
     assert torch.get_num_threads() == before
     assert torch.equal(one.theta, many.theta)
     for epoch in (2, 3):
         assert torch.equal(one.eval_losses[epoch], many.eval_losses[epoch])
     for epoch in (1, 2, 3):
         assert torch.equal(one.train_losses[epoch], many.train_losses[epoch])
+    assert reported == sorted(reported) and reported[-1] == 1.0 and 0 < reported[0] < 1
+
+
+def test_one_subset_per_seed_of_one_size():
+    template, X, y = make_problem(n=48)
+    spec = TrainingSpec(batch_size=8, epochs=1)
+    with pytest.raises(ValueError, match="one subset per seed"):
+        train_many(template, X, y, [np.arange(10)] * 3, [0, 1], spec, X[:2], y[:2])
+    with pytest.raises(ValueError, match="same size"):
+        train_many(template, X, y, [np.arange(10)] * 15 + [np.arange(9)], list(range(16)),
+                   spec, X[:2], y[:2], models_per_group=8)
 
 
 def test_a_group_that_diverges_fails_the_call_and_names_the_model():
@@ -167,7 +185,8 @@ def test_a_group_that_diverges_fails_the_call_and_names_the_model():
     subsets += [np.sort(np.append(rng.choice(31, 15, replace=False), 31)) for _ in range(8)]
     spec = TrainingSpec(lr=10.0, batch_size=8, epochs=2)
     with pytest.raises(TrainingDivergedError) as error:
-        train_many(template, X, y, subsets, list(range(16)), spec, X[:4], y[:4], threads=2)
+        train_many(template, X, y, subsets, list(range(16)), spec, X[:4], y[:4], threads=2,
+                   models_per_group=8)
     named = [int(i) for i in re.search(r"retrained models \[([\d, ]+)\]", str(error.value))
              .group(1).split(",")]
     assert named and all(8 <= i < 16 for i in named)
