@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad
+from torch.func import functional_call
 
 from curvscope.models.layout import ParameterLayout
 from curvscope.specs.training import TrainingSpec  # noqa: F401  (re-exported)
@@ -71,7 +71,13 @@ def train_model(
     def batch_loss(theta, xb, yb):
         return F.cross_entropy(functional_call(model, layout.unflatten(theta), (xb,)), yb)
 
-    loss_and_grad = grad(batch_loss)
+    def loss_and_grad(theta, xb, yb):
+        """∇_θ L_B(θ) by reverse-mode autograd on the parameters as views of flat θ: the same
+        graph and kernels as ``torch.func.grad(batch_loss)`` (bit-identical gradients,
+        tested) without its transform's per-call overhead (568 vs 1,066 µs a step for the
+        quick preset's MLP, 658 vs 964 µs for the paper's; issue 14)."""
+        leaf = theta.detach().requires_grad_()
+        return torch.autograd.grad(batch_loss(leaf, xb, yb), leaf)[0]
     generator = shuffle_generator(spec.seed)
     n = X.shape[0]
     steps_per_epoch = math.ceil(n / spec.batch_size)

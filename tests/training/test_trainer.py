@@ -74,3 +74,47 @@ def test_divergence_names_the_epoch_and_suggests_a_smaller_rate():
     model, X, y = make_problem(n=50, activation="relu")
     with pytest.raises(TrainingDivergedError, match=r"epoch 1 .*smaller learning rate"):
         train_model(model, X * 1e300, y, TrainingSpec(lr=1.0, batch_size=50, epochs=3))
+
+
+def _reference_with_torch_func_grad(model, X, y, spec):
+    """The trainer as it was before issue 14's second pass: the gradient by
+    ``torch.func.grad`` of the loss of ``functional_call`` on flat θ, the same update."""
+    from torch.func import functional_call, grad
+
+    from curvscope.models import ParameterLayout
+
+    layout = ParameterLayout.from_model(model)
+    theta = layout.flatten({k: v.detach() for k, v in model.named_parameters()}).clone()
+    loss_and_grad = grad(lambda t, xb, yb: F.cross_entropy(
+        functional_call(model, layout.unflatten(t), (xb,)), yb))
+    gen = shuffle_generator(spec.seed)
+    total = math.ceil(len(X) / spec.batch_size) * spec.epochs
+    buffer, step = torch.zeros_like(theta), 0
+    for _ in range(spec.epochs):
+        for batch in epoch_batches(len(X), spec.batch_size, gen):
+            g = loss_and_grad(theta, X[batch], y[batch])
+            if spec.weight_decay:
+                g = g + spec.weight_decay * theta
+            buffer = spec.momentum * buffer + g
+            theta = theta - learning_rate(spec, step, total) * buffer
+            step += 1
+    return theta
+
+
+@pytest.mark.parametrize("activation, bias, dtype, schedule, weight_decay", [
+    ("gelu", True, torch.float64, "constant", 0.0),
+    ("tanh", True, torch.float64, "cosine", 1e-3),
+    ("relu", False, torch.float64, "constant", 1e-4),
+    ("gelu", True, torch.float32, "cosine", 0.0),
+])
+def test_autograd_gradient_is_bit_identical_to_torch_func_grad(activation, bias, dtype,
+                                                                 schedule, weight_decay):
+    """The trainer's reverse-mode gradient on θ's views equals torch.func.grad's bit for bit,
+    so every trained model (and every number computed from it) is unchanged."""
+    model, X, y = make_problem(n=70, activation=activation, bias=bias)
+    model, X = model.to(dtype), X.to(dtype)
+    spec = TrainingSpec(lr=0.05, batch_size=16, epochs=4, schedule=schedule,
+                        weight_decay=weight_decay)
+    reference = _reference_with_torch_func_grad(model, X, y, spec)
+    result = train_model(model, X, y, spec)
+    assert torch.equal(result.theta, reference)
