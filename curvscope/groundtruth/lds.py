@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.stats import rankdata
 
 LdsSummary = Literal["point", "interval_midpoint"]
 
@@ -27,11 +26,34 @@ def predicted_losses(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return masks.astype(scores.dtype) @ scores.T
 
 
+def average_ranks(a: np.ndarray, axis: int = -2) -> np.ndarray:
+    """Ranks 1..n along ``axis``, ties given the mean of the ranks they span, and every rank
+    of a slice holding a NaN NaN: ``scipy.stats.rankdata(a, axis=axis)`` (method "average",
+    nan_policy "propagate"), equal to it exactly (ranks are multiples of ½; tested), without
+    scipy.stats' import (~0.7 s). A value's rank is (first + last)/2 + 1 over the positions
+    its tie group occupies in the stable sort."""
+    moved = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
+    n = moved.shape[-1]
+    order = np.argsort(moved, axis=-1, kind="stable")
+    ordered = np.take_along_axis(moved, order, axis=-1)
+    new_group = np.ones(ordered.shape, dtype=bool)
+    new_group[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    positions = np.broadcast_to(np.arange(n), ordered.shape)
+    first = np.maximum.accumulate(np.where(new_group, positions, 0), axis=-1)
+    ends = np.ones(ordered.shape, dtype=bool)  # the last position of each tie group
+    ends[..., :-1] = new_group[..., 1:]
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, positions, n), -1), -1), -1)
+    ranks = np.empty(ordered.shape)
+    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=-1)
+    ranks[np.isnan(moved).any(axis=-1)] = np.nan
+    return np.moveaxis(ranks, -1, axis)
+
+
 def spearman_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman correlation of a[:, x] and b[:, x] for every column x (ranks along axis −2,
     ties averaged); works on stacked leading dimensions. NaN for a constant column."""
-    ra = rankdata(a, axis=-2)
-    rb = rankdata(b, axis=-2)
+    ra = average_ranks(a, axis=-2)
+    rb = average_ranks(b, axis=-2)
     ra -= ra.mean(axis=-2, keepdims=True)
     rb -= rb.mean(axis=-2, keepdims=True)
     denominator = np.sqrt((ra**2).sum(axis=-2) * (rb**2).sum(axis=-2))
