@@ -112,8 +112,9 @@ def load_data(spec: DataSpec) -> SplitData:
 
     The split comes from :func:`split_indices` (one permutation seeded by
     ``spec.split_seed``, shared by every consumer, so no test row can leak into training).
-    When ``spec.standardize``, a StandardScaler is fitted on the TRAIN rows only and
-    applied to both sets. Labels are re-coded to ``0..C-1`` by sorted unique value.
+    When ``spec.standardize``, a :class:`Standardizer` (StandardScaler's arithmetic) is fitted
+    on the TRAIN rows only and applied to both sets. Labels are re-coded to ``0..C-1`` by
+    sorted unique value.
     Nothing is downloaded: the four sklearn sets ship inside scikit-learn.
 
     ``spec.split = "per_loader"`` replays the official code's three loaders instead (see
@@ -192,10 +193,10 @@ def _scaled(spec: DataSpec, X: np.ndarray, fit_rows: np.ndarray, rows: np.ndarra
 
 def _per_loader(spec: DataSpec, name, X, y, classes, images) -> SplitData:
     """The official code's three loaders (``split.per_loader_indices``), each standardised
-    with a StandardScaler fitted on its own training rows, as its digits builder does:
-    fit = loader 1's training rows (scaler 1), train = loader 2's (scaler 2), test = loader
-    3's held-out rows (scaler 3). Features stay float64 (the official code casts the raw
-    pixels, integers 0..16, to float32 first, which changes no value)."""
+    with a StandardScaler (``Standardizer``) fitted on its own training rows, as its digits
+    builder does: fit = loader 1's training rows (scaler 1), train = loader 2's (scaler 2),
+    test = loader 3's held-out rows (scaler 3). Features stay float64 (the official code casts
+    the raw pixels, integers 0..16, to float32 first, which changes no value)."""
     try:
         (fit_idx, _), (train_idx, _), (test_train_idx, test_idx) = per_loader_indices(
             len(y), spec.test_fraction, spec.split_seed)
