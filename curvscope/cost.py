@@ -461,12 +461,16 @@ def diagnostics_work(spec: Any, s: Shape, ctx: _Context) -> Work:
     return work
 
 
+def retrained_sizes(spec: Any, s: Shape) -> tuple[int, int]:
+    """(bytes per number in the retraining dtype, Σ_l (in_l + out_l)) of a retrained model."""
+    return 8 if spec.groundtruth.dtype == "float64" else 4, sum(i + o for i, o in s.layers)
+
+
 def retraining_chunks(spec: Any, s: Shape, memory_budget_bytes: int | None) -> list[int]:
     """Models trained together in each chunk of one α (``retrain_slice``, per task)."""
     gt = spec.groundtruth
     per_task = gt.subsets_per_task or gt.n_subsets
-    itemsize = 8 if gt.dtype == "float64" else 4
-    widths = sum(i + o for i, o in s.layers)
+    itemsize, widths = retrained_sizes(spec, s)
     per_model = itemsize * (3 * s.d + 4 * widths * (spec.training.batch_size + s.n_test))
     cap = gt.max_models_per_chunk
     if memory_budget_bytes is not None:
@@ -486,8 +490,8 @@ def retraining_work(spec: Any, s: Shape, alpha: float, memory_budget_bytes: int 
     size = math.floor(alpha * s.n_train)
     steps = tr.epochs * math.ceil(size / tr.batch_size)
     checkpoints = len(tr.checkpoint_epochs())
-    per_group = cpu_models_per_group(s.d, sum(i + o for i, o in s.layers), tr.batch_size,
-                                     4 if spec.groundtruth.dtype == "float32" else 8)
+    itemsize, widths = retrained_sizes(spec, s)
+    per_group = cpu_models_per_group(s.d, widths, tr.batch_size, itemsize)
     for B in retraining_chunks(spec, s, memory_budget_bytes):
         work.add("bflop", 6 * B * size * s.layer_flops * tr.epochs)
         # one step of every CPU group of models (``train_many``)

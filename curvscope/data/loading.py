@@ -63,18 +63,16 @@ class Standardizer:
 
     def __init__(self, X: np.ndarray):
         X = np.asarray(X, dtype=np.float64)
-        n = np.full(X.shape[1], float(X.shape[0]))
-        total = np.sum(X, axis=0)
-        self.mean_ = total / n
-        centred = X - total / n
+        n = float(X.shape[0])
+        self.mean_ = np.sum(X, axis=0) / n
+        centred = X - self.mean_
         correction = np.sum(centred, axis=0)
         centred **= 2
         unnormalised = np.sum(centred, axis=0)
         unnormalised -= correction**2 / n
         self.var_ = unnormalised / n
         eps = np.finfo(np.float64).eps
-        rows = float(X.shape[0])
-        constant = self.var_ <= rows * eps * self.var_ + (rows * self.mean_ * eps) ** 2
+        constant = self.var_ <= n * eps * self.var_ + (n * self.mean_ * eps) ** 2
         self.scale_ = np.sqrt(self.var_)
         self.scale_[constant] = 1.0
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from curvscope.groundtruth.subsets import draw_subset
 from curvscope.specs.groundtruth import GroundTruthSpec  # noqa: F401  (re-exported)
-from curvscope.training.batched import train_many
+from curvscope.training.batched import mlp_sizes, train_many
 from curvscope.training.trainer import TrainingSpec
 
 
@@ -39,9 +39,7 @@ def models_per_chunk(model: nn.Module, batch_size: int, n_eval: int, itemsize: i
     (≈ 4 tensors per layer width) fit in a quarter of the memory budget."""
     if memory_budget_bytes is None:
         return cap
-    params = sum(p.numel() for p in model.parameters())
-    widths = sum(m.out_features + m.in_features for m in model.modules()
-                 if isinstance(m, nn.Linear))
+    params, widths = mlp_sizes(model)
     per_model = itemsize * (3 * params + 4 * widths * (batch_size + n_eval))
     return int(max(1, min(cap, memory_budget_bytes // 4 // per_model)))
 

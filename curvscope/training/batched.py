@@ -192,12 +192,17 @@ def initial_parameters(model: nn.Module, layout: ParameterLayout, seed: int) -> 
 MIN_MODELS_PER_THREAD = 8
 
 
+def mlp_sizes(model: nn.Module) -> tuple[int, int]:
+    """(d, Σ_l (in_l + out_l)) of an MLP: what a retrained model's memory per step scales
+    with (``group_size`` here, ``groundtruth.retrain.models_per_chunk``)."""
+    widths = sum(m.in_features + m.out_features for m in model.modules()
+                 if isinstance(m, nn.Linear))
+    return sum(p.numel() for p in model.parameters()), widths
+
+
 def group_size(model: nn.Sequential, batch_size: int, itemsize: int) -> int:
     """``sizes.cpu_models_per_group`` of this architecture."""
-    linears = [m for m in model if isinstance(m, nn.Linear)]
-    n_params = sum(p.numel() for p in model.parameters())
-    widths = sum(m.in_features + m.out_features for m in linears)
-    return cpu_models_per_group(n_params, widths, batch_size, itemsize)
+    return cpu_models_per_group(*mlp_sizes(model), batch_size, itemsize)
 
 
 def train_many(
@@ -311,14 +316,10 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
                  offset: int = 0, stop: threading.Event | None = None
                  ) -> BatchedTrainingResult:
     """``train_many`` for one group of models, in the calling thread (models numbered from
-    ``offset`` in error messages)."""
+    ``offset`` in error messages; ``train_many`` has checked the subsets)."""
     n_models = len(seeds)
     subsets = [np.asarray(s) for s in subsets]
-    if len(subsets) != n_models:
-        raise ValueError("need one subset per seed")
     size = len(subsets[0])
-    if any(len(s) != size for s in subsets):
-        raise ValueError("all subsets of one batch must have the same size")
     device, dtype = X.device, X.dtype
     layout = ParameterLayout.from_model(model)
     theta = torch.stack([initial_parameters(model, layout, s) for s in seeds]).to(device, dtype)
