@@ -98,12 +98,14 @@ def run(
 ):
     """Run one study locally, with no server, and write its results."""
     from curvscope.data import DataValidationError
+    from curvscope.linalg import default_backend
     from curvscope.spec import resolve_spec
     from curvscope.study import MemoryBudgetError, run_study
     from curvscope.training import TrainingDivergedError
 
     try:
         spec = resolve_spec(load_config(config), preset)
+        default_backend()  # a bad CURVSCOPE_EIGH_BACKEND is said now, not after training
     except ValidationError as exc:
         raise UserError(format_validation_error(exc)) from None
     except ValueError as exc:

@@ -33,3 +33,18 @@ def test_messages_keep_their_square_brackets():
     with err.capture() as captured:
         err.print(f"[red]error:[/] {escape(hint)}", highlight=False)
     assert '".[service]"' in captured.get()
+
+
+def test_a_bad_eigensolver_override_is_refused_before_any_stage_runs(tmp_path):
+    import os
+
+    out = tmp_path / "run"
+    env = os.environ | {"CURVSCOPE_EIGH_BACKEND": "lapack"}
+    script = Path(sys.executable).with_name("curvscope")
+    command = [str(script)] if script.exists() else [shutil.which("curvscope")]
+    done = subprocess.run([*command, "run", "--preset", "quick", "--out", str(out),
+                           "--no-cache"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert "CURVSCOPE_EIGH_BACKEND='lapack' is not a backend; allowed: torch, scipy" in \
+        done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
