@@ -40,8 +40,11 @@ def test_a_ladder_runs_through_the_workers_and_shares_cached_stages(service):
     entries = sorted(p.name for p in (service.data_dir / "cache").glob("groundtruth_*.pt"))
     assert len(entries) == len(tasks), entries
     # the structured curvature is shared between rungs that switch only the inverse or the
-    # summary
-    assert results["kfac_damping"]["cache"]["curvature/K-FAC"] == "reused"
+    # summary: one of them computes it, the others reuse it (which one is first depends on
+    # how the two workers interleave the rungs' tasks)
+    shared = [results[label]["cache"]["curvature/K-FAC"]
+              for label in ("base", "kfac_damping", "lds_summary")]
+    assert sorted(shared) == ["computed", "reused", "reused"], shared
     assert results["kfac_damping"]["methods"]["K-FAC"]["damping_received"]["rule"] == \
         "heuristic"
     assert results["blocks"]["spec"]["curvature"]["block_structure"] == "tensor"
