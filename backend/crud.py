@@ -252,6 +252,7 @@ def chunk_move(session: Session, study_id: int, index: int, action: str,
     """One chunk transition (CHUNK_TRANSITIONS), by a conditional UPDATE: of two workers
     that race for a chunk, one wins, the other gets a TransitionError."""
     allowed, target = CHUNK_TRANSITIONS[action]
+    _lock_study_row(session, study_id)
     won = session.execute(
         update(StudyChunk).where(StudyChunk.study_id == study_id, StudyChunk.index == index,
                                  StudyChunk.state.in_(allowed))
@@ -277,14 +278,41 @@ def chunk_done(session: Session, study_id: int, index: int) -> bool:
     return owe_finalize(session, study_id)
 
 
+def _lock_study_row(session: Session, study_id: int) -> None:
+    """Take the study row's lock (``SELECT … FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``
+    already serialises writers) before touching its chunks, so every chunk transition of one
+    study runs one after another and always locks study before chunk (no deadlock)."""
+    session.execute(select(Study.id).where(Study.id == study_id).with_for_update())
+
+
 def owe_finalize(session: Session, study_id: int) -> bool:
     """When every chunk is done, owe the finalize message — exactly once: a conditional
-    UPDATE that only one concurrent caller can win (the chord's join lives in the database)."""
+    UPDATE that only one concurrent caller can win (the chord's join lives in the database).
+
+    The study row is locked first. Without it, under PostgreSQL's READ COMMITTED two workers
+    that finish the last two chunks at the same moment each see the other's chunk as still
+    running (not yet committed), neither UPDATE matches, and the study waits forever for a
+    finalize nobody owes. With it, the second caller's check runs after the first committed."""
+    _lock_study_row(session, study_id)
     pending = exists().where(StudyChunk.study_id == study_id, StudyChunk.state != "done")
     return session.execute(
         update(Study).where(Study.id == study_id, Study.state == "running",
                             Study.finalize_enqueued.is_(False), ~pending)
         .values(finalize_enqueued=True, finalize_sent_at=None)).rowcount == 1
+
+
+def owe_lost_finalizes(session: Session) -> list[int]:
+    """Repair a lost join: owe the finalize of every running study whose chunks are all done
+    but whose finalize is not owed (the sweeper calls this; :func:`owe_finalize` prevents it,
+    this makes sure no accepted study can wait forever if anything ever skips it)."""
+    pending = exists().where(StudyChunk.study_id == Study.id, StudyChunk.state != "done")
+    some = exists().where(StudyChunk.study_id == Study.id)
+    ids = session.execute(
+        update(Study).where(Study.state == "running", Study.finalize_enqueued.is_(False),
+                            some, ~pending)
+        .values(finalize_enqueued=True, finalize_sent_at=None)
+        .returning(Study.id)).scalars().all()
+    return sorted(int(i) for i in ids)
 
 
 def requeue_chunk(session: Session, study_id: int, index: int, why: str) -> StudyChunk:
@@ -329,7 +357,13 @@ class Requeued:
 def requeue_work_of(session: Session, hostname: str, why: str) -> Requeued:
     """Everything a worker held (running chunks, the finalize of a running study) goes back
     to pending with its message owed: for a lost worker, a restarted one, or a solo worker
-    whose task ended without finishing what it held."""
+    whose task ended without finishing what it held. The studies' rows are locked first (the
+    order every chunk transition keeps: study, then chunk)."""
+    session.execute(select(Study.id).where(or_(
+        Study.worker == hostname,
+        Study.id.in_(select(StudyChunk.study_id).where(StudyChunk.worker == hostname,
+                                                      StudyChunk.state == "running"))))
+        .order_by(Study.id).with_for_update())
     chunks = session.execute(
         update(StudyChunk).where(StudyChunk.worker == hostname, StudyChunk.state == "running")
         .values(state="pending", worker=None, progress=0.0, sent_at=None)

@@ -26,6 +26,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from backend import crud
 from backend.core.config import Settings
 from backend.db import read_session, write_session
 from backend.models import Study, StudyChunk, utcnow
@@ -122,7 +123,13 @@ def flush(settings: Settings, study_ids: list[int] | None = None,
 
 
 def sweep(settings: Settings) -> Sent:
-    """The sweeper: send every owed message older than a moment (see :func:`owed`)."""
+    """The sweeper: repair any lost join (:func:`backend.crud.owe_lost_finalizes`), then send
+    every owed message older than a moment (see :func:`owed`)."""
+    with write_session(settings) as session:
+        repaired = crud.owe_lost_finalizes(session)
+    if repaired:
+        log.warning("outbox sweeper: studies %s had every chunk done but no finalize owed; "
+                    "owed it now", repaired)
     sent = flush(settings, min_age_s=settings.outbox_grace_s)
     if sent.count:
         log.warning("outbox sweeper sent %d owed message(s): start %s, chunks %s, finalize %s",

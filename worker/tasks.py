@@ -115,8 +115,8 @@ class Reporter:
                 and now - self.last_write < settings.progress_interval_s):
             return
         self.last_write, self.last_stage = now, stage
-        with write_session(settings) as session:
-            study = session.get(Study, self.study_id)
+        with write_session(settings) as session:  # study row first, then chunk (crud's order)
+            study = session.get(Study, self.study_id, with_for_update=True)
             if study is None or study.state != "running" or study.cancel_requested:
                 if final:
                     return

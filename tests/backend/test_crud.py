@@ -78,6 +78,32 @@ def test_no_failure_without_a_reason(store):
         crud.fail(session, sid, "  ", "Error")
 
 
+def test_the_sweeper_repairs_a_lost_join_and_nothing_else(store):
+    """A running study whose chunks are all done but whose finalize nobody owes (a lost join)
+    gets it owed; a study with a chunk still pending, or already owed, is left alone."""
+    from sqlalchemy import update
+
+    from curvscope.study import RetrainTask
+
+    lost, pending, owed = (new_study(store, "queued") for _ in range(3))
+    with write_session(store) as session:
+        for sid in (lost, pending, owed):
+            crud.start(session, sid, [RetrainTask(0.5, 0, 2), RetrainTask(0.5, 2, 4)])
+        for sid, index in ((lost, 0), (lost, 1), (pending, 0), (owed, 0), (owed, 1)):
+            crud.claim_chunk(session, sid, index, "w1", "cpu")
+        session.execute(update(crud.StudyChunk).where(crud.StudyChunk.study_id == lost)
+                        .values(state="done"))  # as if the join had been skipped
+        crud.chunk_done(session, pending, 0)
+        crud.chunk_done(session, owed, 0)
+        assert crud.chunk_done(session, owed, 1) is True
+    with write_session(store) as session:
+        assert crud.owe_lost_finalizes(session) == [lost]
+        assert crud.owe_lost_finalizes(session) == []
+        study = session.get(crud.Study, lost)
+        assert study.finalize_enqueued and study.finalize_sent_at is None
+        assert not session.get(crud.Study, pending).finalize_enqueued
+
+
 def test_chunks_claim_once_and_the_finalize_is_owed_once(store):
     from curvscope.study import RetrainTask
 
