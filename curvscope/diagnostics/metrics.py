@@ -79,19 +79,33 @@ def spectrum_summary(eigenvalues: torch.Tensor) -> dict:
     }
 
 
+#: A block's K-FAC error counts as round-off (exactly zero in exact arithmetic) when
+#: ‖G_ll − K_l‖_F ≤ ROUNDOFF_FACTOR · ε · ‖G_ll‖_F, ε the dtype's machine epsilon.
+ROUNDOFF_FACTOR = 1000.0
+
+
 def kfac_error_split(G_block: torch.Tensor, E_block: torch.Tensor, K_block: torch.Tensor) -> dict:
     """Split ‖G_ll − K_l‖² into the eigenbasis part ‖G_ll − E_l‖² and the eigenvalue part
-    ‖E_l − K_l‖² (orthogonal because E and K share the basis Q_l, SCIENCE.md §2)."""
+    ‖E_l − K_l‖² (orthogonal because E and K share the basis Q_l, SCIENCE.md §2).
+
+    A block whose K-FAC error is round-off (``ROUNDOFF_FACTOR``), e.g. a bias block, where
+    K-FAC's factor A = 1 makes K_l = G_ll exactly, has no error to split: its shares and
+    Pythagoras gap are 0, not ratios of round-off (which differ from one BLAS to another:
+    one host gave 146 %, another 156 % for the same block), while the squared errors
+    themselves are still reported as computed."""
     total = float(torch.linalg.norm(G_block - K_block) ** 2)
     eigenbasis = float(torch.linalg.norm(G_block - E_block) ** 2)
     eigenvalue = float(torch.linalg.norm(E_block - K_block) ** 2)
+    floor = (ROUNDOFF_FACTOR * torch.finfo(G_block.dtype).eps
+             * float(torch.linalg.norm(G_block))) ** 2
+    resolved = total > floor
     return {
         "kfac_error_sq": total,
         "eigenbasis_error_sq": eigenbasis,
         "eigenvalue_error_sq": eigenvalue,
-        "eigenbasis_share": eigenbasis / total if total > 0 else 0.0,
-        "eigenvalue_share": eigenvalue / total if total > 0 else 0.0,
-        "pythagoras_gap": abs(total - eigenbasis - eigenvalue) / total if total > 0 else 0.0,
+        "eigenbasis_share": eigenbasis / total if resolved else 0.0,
+        "eigenvalue_share": eigenvalue / total if resolved else 0.0,
+        "pythagoras_gap": abs(total - eigenbasis - eigenvalue) / total if resolved else 0.0,
     }
 
 

@@ -84,6 +84,23 @@ def test_kfac_error_split_on_shared_basis():
     assert split["pythagoras_gap"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_kfac_error_split_of_a_block_equal_up_to_round_off_has_no_shares():
+    """K = G up to a few ulps (a bias block, where K-FAC is exact): the squared errors are
+    kept as computed, but the shares and the gap are 0, not ratios of round-off."""
+    G = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    ulp = torch.finfo(torch.float64).eps
+    E = G * (1 + 3 * ulp)
+    K = G * (1 - 5 * ulp)
+    split = kfac_error_split(G, E, K)
+    assert 0 < split["kfac_error_sq"] < 1e-28 and split["eigenbasis_error_sq"] > 0
+    assert split["eigenbasis_share"] == split["eigenvalue_share"] == 0.0
+    assert split["pythagoras_gap"] == 0.0
+    # a relative error of 1e-9, far above round-off, is split as usual
+    K = G * (1 - 1e-9)
+    split = kfac_error_split(G, G, K)
+    assert split["eigenbasis_share"] == 0.0 and split["eigenvalue_share"] == pytest.approx(1.0)
+
+
 def test_swap_tests_pair_by_rank():
     G = torch.diag(torch.tensor([1.0, 5.0]))
     # K-FAC basis e1, e2 ranked by its values 3 > 2; paired by rank e1 gets G's top value 5
