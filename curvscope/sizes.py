@@ -11,7 +11,9 @@ the data, the dense-memory estimate, retrained models and flops. The API answers
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 from typing import Any
 
 from curvscope.registry import dense_methods
@@ -24,27 +26,84 @@ BUILTIN_SHAPES: dict[str, tuple[int, int, int]] = {
     "iris": (150, 4, 3),
 }
 
-#: Bytes one CPU group of retrained models may touch in a step (``cpu_models_per_group``).
+#: Bytes one CPU group of retrained models may touch in a step (``cpu_group_bytes``): at
+#: least ``CPU_GROUP_BYTES``, at most ``CPU_GROUP_BYTES_MAX``, in between a quarter of the
+#: last-level cache's share per CPU that shares it.
 CPU_GROUP_BYTES = 12 * 2**20
+CPU_GROUP_BYTES_MAX = 48 * 2**20
 #: Fewest models per CPU group.
 CPU_MIN_MODELS_PER_GROUP = 8
+#: Where Linux describes CPU 0's caches.
+CPU_CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
 
 
-def cpu_models_per_group(n_params: int, widths: int, batch_size: int, itemsize: int) -> int:
+def _cache_bytes(text: str) -> int:
+    """sysfs's cache size ("491520K", "32M", "512") in bytes."""
+    text = text.strip().upper()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+def _cpu_count(cpu_list: str) -> int:
+    """How many CPUs a sysfs list ("0-1", "0,2,4-7") names."""
+    count = 0
+    for part in cpu_list.strip().split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+def last_level_cache(cache_dir: Path = CPU_CACHE_DIR) -> tuple[int, int] | None:
+    """(bytes, CPUs sharing it) of CPU 0's highest-level data or unified cache as Linux
+    reports it, or None where sysfs does not say (another OS, a container hiding it)."""
+    best = None
+    try:
+        for index in cache_dir.glob("index*"):
+            if (index / "type").read_text().strip() not in ("Data", "Unified"):
+                continue
+            level = int((index / "level").read_text())
+            size = _cache_bytes((index / "size").read_text())
+            sharing = _cpu_count((index / "shared_cpu_list").read_text())
+            if best is None or level > best[0]:
+                best = (level, size, max(sharing, 1))
+    except (OSError, ValueError):
+        return None
+    return None if best is None else best[1:]
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_group_bytes() -> int:
+    """The working set one CPU group of retrained models may have: a quarter of the
+    last-level cache per CPU sharing it, within [``CPU_GROUP_BYTES``,
+    ``CPU_GROUP_BYTES_MAX``] (``CPU_GROUP_BYTES`` where the cache is not known).
+
+    Measured for issue 14, 2 threads, 500 paper models: on a 2-core AMD EPYC groups of 64
+    (12 MiB) took 7.42 s for 30 epochs against 8.08 s in one group of 250 per thread (44 MiB,
+    beyond its cache share); on a 2-core Intel Xeon whose L3 is 480 MiB, 4 epochs took
+    1.19–1.21 s in groups of 69 (12 MiB), 1.06–1.16 s in groups of 100 and 0.93–0.96 s in
+    groups of 250 (1,000 models: 1.83 s in groups of 250, 2.03–2.31 s in groups of 500),
+    the quick preset's models 0.84–0.89 s in groups of 500 against 0.98–1.07 s of 177."""
+    cache = last_level_cache()
+    if cache is None:
+        return CPU_GROUP_BYTES
+    size, sharing = cache
+    return int(min(max(size // sharing // 4, CPU_GROUP_BYTES), CPU_GROUP_BYTES_MAX))
+
+
+def cpu_models_per_group(n_params: int, widths: int, batch_size: int, itemsize: int,
+                         group_bytes: int | None = None) -> int:
     """Most models one CPU group of ``training.batched.train_many`` trains at once: as many as
     keep a step's working set, per model ≈ itemsize · (3·d + 3·batch·Σ_l (in_l + out_l))
     (parameters, gradients, momentum; inputs, pre-activations and backpropagated signals of
-    every layer), within ``CPU_GROUP_BYTES``, so it stays in the last-level cache from one
-    step to the next (kept here, without torch, for ``curvscope.cost``). The paper's MLP
-    (d = 6,570, float32, batch 32) gets 69 models per group, the quick preset's (d = 1,482)
-    177. Issue 14, noisy 2-core AMD EPYC, 2 threads: 500 paper models trained in groups of
-    64 took 7.42 s for 30 epochs against 8.08 s in one group of 250 per thread (3 epochs,
-    10 interleaved repeats: best 1.21 vs 1.33 s; ten consecutive single-threaded steps, best
-    of 40: 25.3–26.7 vs 32.4–33.5 µs per model-step), while the quick preset's small models
-    ran 20 % slower in groups of 64 (2.43 vs 2.04 s: each group-step has a fixed cost of ~30
-    dispatched ops) and level in groups of 125 (1.95 vs 2.12 s)."""
+    every layer), within ``group_bytes`` (default ``cpu_group_bytes()``, this machine's), so
+    it stays in the last-level cache from one step to the next (kept here, without torch,
+    for ``curvscope.cost``). With 12 MiB the paper's MLP (d = 6,570, float32, batch 32) gets
+    69 models per group, the quick preset's (d = 1,482) 177; with 48 MiB 276 and 710. Fewer
+    models than that pay more for each group-step's fixed cost of ~30 dispatched ops (the
+    quick preset's models ran 20 % slower in groups of 64 than of 125 on the AMD host)."""
     per_model = itemsize * (3 * n_params + 3 * batch_size * widths)
-    return max(CPU_MIN_MODELS_PER_GROUP, CPU_GROUP_BYTES // max(per_model, 1))
+    budget = cpu_group_bytes() if group_bytes is None else group_bytes
+    return max(CPU_MIN_MODELS_PER_GROUP, budget // max(per_model, 1))
 
 DENSE_MATRICES_PER_METHOD = 3  # the matrix, its eigenvectors, LAPACK workspace
 DENSE_OVERHEAD_MATRICES = 3  # diagnostics: one structured method materialised + differences

@@ -190,3 +190,25 @@ def test_a_group_that_diverges_fails_the_call_and_names_the_model():
     named = [int(i) for i in re.search(r"retrained models \[([\d, ]+)\]", str(error.value))
              .group(1).split(",")]
     assert named and all(8 <= i < 16 for i in named)
+
+
+def test_the_two_pass_update_without_torch_s_fused_sgd_gives_the_same_models(monkeypatch):
+    """Where torch has no fused SGD kernel, ``sgd_step`` takes two passes; in float64 the two
+    trainings agree to round-off, with weight decay and momentum, and without momentum."""
+    from curvscope.training import batched
+
+    assert batched._FUSED_SGD is not None  # this torch has it: the default path is fused
+    template, X, y = make_problem(n=48, activation="gelu")
+    subsets = [draw_subset(48, 0.5, m, seed=0) for m in range(6)]
+    for momentum in (0.9, 0.0):
+        spec = TrainingSpec(lr=0.05, batch_size=8, epochs=3, momentum=momentum,
+                            weight_decay=1e-3, checkpoints=[3])
+        fused = train_many(template, X, y, subsets, list(range(6)), spec, X[:5], y[:5])
+        with monkeypatch.context() as patch:
+            patch.setattr(batched, "_FUSED_SGD", None)
+            two_pass = train_many(template, X, y, subsets, list(range(6)), spec, X[:5], y[:5])
+        torch.testing.assert_close(two_pass.theta, fused.theta, rtol=1e-12, atol=1e-13)
+        assert not torch.equal(fused.theta, train_many(
+            template, X, y, subsets, list(range(6)), TrainingSpec(
+                lr=0.05, batch_size=8, epochs=3, momentum=momentum, checkpoints=[3]),
+            X[:5], y[:5]).theta)  # weight decay did something
