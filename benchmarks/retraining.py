@@ -28,8 +28,9 @@ import torch
 from curvscope.data import DataSpec, load_data
 from curvscope.groundtruth import draw_subset
 from curvscope.models import ModelSpec, build_mlp
+from curvscope.sizes import cpu_group_bytes
 from curvscope.training import TrainingSpec, train_model
-from curvscope.training.batched import train_many
+from curvscope.training.batched import group_size, train_many
 
 
 def matmul_gflops(dtype=torch.float32, n=4096, repeats=3) -> float:
@@ -101,6 +102,8 @@ def main() -> None:
         "fraction_of_matmul": round(achieved / rate, 3), "target_fraction": 0.25,
         "met_fraction": achieved / rate >= 0.25,
         "float32": True, "np_version": np.__version__, "torch_threads": torch.get_num_threads(),
+        "models_per_group": group_size(template, spec.batch_size, X.element_size()),
+        "cpu_group_mib": round(cpu_group_bytes() / 2**20, 1),
         "load_1min_at_start": round(load_start, 2),
         "load_1min_at_end": round(os.getloadavg()[0], 2), "ratio": round(ratio, 2),
     }))
