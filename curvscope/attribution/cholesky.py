@@ -45,6 +45,11 @@ def cholesky_scores(operator: CurvatureOperator, weights: torch.Tensor, damping:
     block = operator.blocks[0]
     if not rule_is_plain_inverse(block.eigenvalues, weights, damping):
         return None
+    # (M + λI)⁻¹ is symmetric: solve for the smaller gradient set (the 180 test points
+    # rather than the 1,617 training points of the paper's study: 9× fewer flops)
+    if test_gradients.shape[0] < train_gradients.shape[0]:
+        solved = block.cholesky_solve(test_gradients.T, damping)  # d × n_test
+        return None if solved is None else -(solved.T @ train_gradients.T)
     solved = block.cholesky_solve(train_gradients.T, damping)  # d × n_train
     if solved is None:
         return None

@@ -34,5 +34,20 @@ def influence_scores(
                              test_gradients)
     info["solver"] = "eigenbasis" if scores is None else "cholesky"
     if scores is None:
-        scores = -(operator.rotate(test_gradients) * weights) @ operator.rotate(train_gradients).T
+        scores = eigenbasis_scores(operator, weights, train_gradients, test_gradients)
     return scores, info
+
+
+def eigenbasis_scores(operator: CurvatureOperator, weights: torch.Tensor,
+                      train_gradients: torch.Tensor, test_gradients: torch.Tensor
+                      ) -> torch.Tensor:
+    """τ = −(G_test V) diag(w) (G_train V)ᵀ, associated so that only the smaller of the two
+    gradient sets goes through the eigenbasis: with fewer test points (the usual case),
+    τ = −(G_test V diag(w) Vᵀ) G_trainᵀ (``apply_spectral``), 2·2·d²·n_test + 2·d·n_test·n_train
+    flops for a dense V instead of 2·d²·(n_test + n_train) + 2·d·n_test·n_train (the paper's
+    H: 35 against 160 GFLOP); the same matrix up to round-off."""
+    if test_gradients.shape[0] < train_gradients.shape[0]:
+        return -(operator.apply_spectral(test_gradients, weights) @ train_gradients.T)
+    if train_gradients.shape[0] < test_gradients.shape[0]:
+        return -(test_gradients @ operator.apply_spectral(train_gradients, weights).T)
+    return -(operator.rotate(test_gradients) * weights) @ operator.rotate(train_gradients).T
