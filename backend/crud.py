@@ -360,7 +360,7 @@ def requeue_work_of(session: Session, hostname: str, why: str) -> Requeued:
     whose task ended without finishing what it held. The studies' rows are locked first (the
     order every chunk transition keeps: study, then chunk)."""
     session.execute(select(Study.id).where(or_(
-        Study.worker == hostname,
+        and_(Study.worker == hostname, Study.state == "running"),
         Study.id.in_(select(StudyChunk.study_id).where(StudyChunk.worker == hostname,
                                                       StudyChunk.state == "running"))))
         .order_by(Study.id).with_for_update())

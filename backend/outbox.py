@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend import crud
 from backend.core.config import Settings
@@ -125,8 +126,12 @@ def flush(settings: Settings, study_ids: list[int] | None = None,
 def sweep(settings: Settings) -> Sent:
     """The sweeper: repair any lost join (:func:`backend.crud.owe_lost_finalizes`), then send
     every owed message older than a moment (see :func:`owed`)."""
-    with write_session(settings) as session:
-        repaired = crud.owe_lost_finalizes(session)
+    try:
+        with write_session(settings) as session:
+            repaired = crud.owe_lost_finalizes(session)
+    except SQLAlchemyError as exc:  # the database is away: the next beat repairs it
+        log.warning("outbox sweeper could not check for lost joins: %s", exc)
+        repaired = []
     if repaired:
         log.warning("outbox sweeper: studies %s had every chunk done but no finalize owed; "
                     "owed it now", repaired)

@@ -98,7 +98,7 @@ def cpu_models_per_group(n_params: int, widths: int, batch_size: int, itemsize: 
     every layer), within ``group_bytes`` (default ``cpu_group_bytes()``, this machine's), so
     it stays in the last-level cache from one step to the next (kept here, without torch,
     for ``curvscope.cost``). With 12 MiB the paper's MLP (d = 6,570, float32, batch 32) gets
-    69 models per group, the quick preset's (d = 1,482) 177; with 48 MiB 276 and 710. Fewer
+    69 models per group, the quick preset's (d = 1,482) 177; with 48 MiB 278 and 711. Fewer
     models than that pay more for each group-step's fixed cost of ~30 dispatched ops (the
     quick preset's models ran 20 % slower in groups of 64 than of 125 on the AMD host)."""
     per_model = itemsize * (3 * n_params + 3 * batch_size * widths)
