@@ -285,6 +285,12 @@ def _lock_study_row(session: Session, study_id: int) -> None:
     session.execute(select(Study.id).where(Study.id == study_id).with_for_update())
 
 
+def _unfinished_chunks(study_id):
+    """EXISTS a chunk of ``study_id`` (an id, or the ``Study.id`` column to correlate) not
+    done."""
+    return exists().where(StudyChunk.study_id == study_id, StudyChunk.state != "done")
+
+
 def owe_finalize(session: Session, study_id: int) -> bool:
     """When every chunk is done, owe the finalize message — exactly once: a conditional
     UPDATE that only one concurrent caller can win (the chord's join lives in the database).
@@ -294,10 +300,9 @@ def owe_finalize(session: Session, study_id: int) -> bool:
     running (not yet committed), neither UPDATE matches, and the study waits forever for a
     finalize nobody owes. With it, the second caller's check runs after the first committed."""
     _lock_study_row(session, study_id)
-    pending = exists().where(StudyChunk.study_id == study_id, StudyChunk.state != "done")
     return session.execute(
         update(Study).where(Study.id == study_id, Study.state == "running",
-                            Study.finalize_enqueued.is_(False), ~pending)
+                            Study.finalize_enqueued.is_(False), ~_unfinished_chunks(study_id))
         .values(finalize_enqueued=True, finalize_sent_at=None)).rowcount == 1
 
 
@@ -305,11 +310,10 @@ def owe_lost_finalizes(session: Session) -> list[int]:
     """Repair a lost join: owe the finalize of every running study whose chunks are all done
     but whose finalize is not owed (the sweeper calls this; :func:`owe_finalize` prevents it,
     this makes sure no accepted study can wait forever if anything ever skips it)."""
-    pending = exists().where(StudyChunk.study_id == Study.id, StudyChunk.state != "done")
     some = exists().where(StudyChunk.study_id == Study.id)
     ids = session.execute(
         update(Study).where(Study.state == "running", Study.finalize_enqueued.is_(False),
-                            some, ~pending)
+                            some, ~_unfinished_chunks(Study.id))
         .values(finalize_enqueued=True, finalize_sent_at=None)
         .returning(Study.id)).scalars().all()
     return sorted(int(i) for i in ids)

@@ -51,6 +51,4 @@ def cholesky_scores(operator: CurvatureOperator, weights: torch.Tensor, damping:
         solved = block.cholesky_solve(test_gradients.T, damping)  # d × n_test
         return None if solved is None else -(solved.T @ train_gradients.T)
     solved = block.cholesky_solve(train_gradients.T, damping)  # d × n_train
-    if solved is None:
-        return None
-    return -(test_gradients @ solved)
+    return None if solved is None else -(test_gradients @ solved)
