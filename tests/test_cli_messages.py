@@ -48,3 +48,13 @@ def test_a_bad_eigensolver_override_is_refused_before_any_stage_runs(tmp_path):
     assert "CURVSCOPE_EIGH_BACKEND='lapack' is not a backend; allowed: torch, scipy" in \
         done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_an_unknown_option_is_a_usage_message_not_a_traceback():
+    """typer ≥ 0.2x raises its vendored copy of click's errors; they are shown as click's
+    usage message with its exit code 2, as click's own are."""
+    done = _curvscope("submit", "examples/quick.toml", "--wait",
+                      cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2, done.stderr
+    assert "No such option" in done.stderr and "--wait" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
