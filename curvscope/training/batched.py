@@ -37,6 +37,7 @@ from torch import nn
 
 from curvscope.models import ParameterLayout, init_mlp_parameters
 from curvscope.sizes import cpu_models_per_group
+from curvscope.training import native
 from curvscope.training.trainer import (
     TrainingDivergedError,
     TrainingSpec,
@@ -84,10 +85,11 @@ class StackedMLP:
     def __init__(self, model: nn.Sequential, theta: torch.Tensor):
         self.layout = ParameterLayout.from_model(model, "layer")
         modules = list(model)
-        self.activations = []
+        self.activations, self.activation_names = [], []
         for index, module in enumerate(modules):
             if isinstance(module, nn.Linear) and index + 1 < len(modules):
-                self.activations.append(_activation(type(modules[index + 1]).__name__))
+                self.activation_names.append(type(modules[index + 1]).__name__)
+                self.activations.append(_activation(self.activation_names[-1]))
         self.n_models = theta.shape[0]
         # zero padding to a multiple of FLAT_ALIGNMENT entries: the fused SGD kernel
         # (``sgd_step``) then runs every entry through its vector path, so a model's update
@@ -125,6 +127,28 @@ class StackedMLP:
             if b is not None:
                 values[f"{block.module_name}.bias"] = b
         return self.layout.flatten(values)
+
+    def native_epoch(self) -> native.MLPEpoch | None:
+        """The compiled epoch (``training.native``) for these models, or None where it does
+        not apply: no compiler, ``CURVSCOPE_NATIVE=0``, a GPU, a dtype other than float32 and
+        float64, mixed activations or biases, more than ``native.MAX_LAYERS`` layers."""
+        blocks = self.layout.blocks
+        names = set(self.activation_names)
+        if (self.flat.device.type != "cpu" or self.flat.dtype not in (torch.float32, torch.float64)
+                or len(names) > 1 or not names <= set(native.ACTIVATIONS)
+                or len(blocks) > native.MAX_LAYERS
+                or len({block.has_bias for block in blocks}) > 1):
+            return None
+        library = native.library()
+        if library is None:
+            return None
+        item, base = self.flat.element_size(), self.flat.data_ptr()
+        offsets = [(W.data_ptr() - base) // item for W in self.weights]
+        offsets += [0 if b is None else (b.data_ptr() - base) // item for b in self.biases]
+        desc = [len(blocks), native.ACTIVATIONS[names.pop()] if names else 0,
+                int(blocks[0].has_bias), self.n_models, blocks[0].in_features,
+                *(block.out_features for block in blocks), *offsets]
+        return native.MLPEpoch(library, self.flat.dtype, desc)
 
     def forward(self, x: torch.Tensor, keep: bool = False, class_major: bool = False):
         """Logits (B × n × C) for inputs x (B × n × F); with ``keep`` also the tape of
@@ -227,6 +251,7 @@ def train_many(
     progress=None,
     threads: int | None = None,
     models_per_group: int | None = None,
+    native_kernel: bool | None = None,
 ) -> BatchedTrainingResult:
     """Train len(seeds) models; model b sees (X[subsets[b]], y[subsets[b]]) and uses seeds[b]
     for its initialisation and minibatch order (as ``train_model`` with ``spec.seed=seeds[b]``).
@@ -247,6 +272,11 @@ def train_many(
     depend on its group or thread, so θ and every loss are bit-identical to one group of all
     models (tested). On a GPU all models train as one group. ``progress(done, total)`` gets
     the epochs done and to do of the first thread's groups.
+
+    Each group's epoch runs in the compiled kernel of ``training.native`` where it applies
+    (``native_kernel=None``, the default: where a C compiler is found), otherwise (or with
+    ``native_kernel=False``) by the torch operations of ``StackedMLP.gradients`` and
+    ``sgd_step``; ``native_kernel=True`` raises where the kernel is unavailable.
     """
     n_models = len(seeds)
     if len(subsets) != n_models:
@@ -254,7 +284,8 @@ def train_many(
     if len({len(s) for s in subsets}) > 1:
         raise ValueError("all subsets of one batch must have the same size")
     if X.device.type != "cpu":
-        return _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress)
+        return _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress,
+                            native_kernel=native_kernel)
     workers = max(1, min(threads or torch.get_num_threads(),
                          n_models // MIN_MODELS_PER_THREAD))
     size = max(1, models_per_group or group_size(model, spec.batch_size, X.element_size()))
@@ -276,7 +307,8 @@ def train_many(
             part = parts[p]
             done.append(_train_group(model, X, y, [subsets[j] for j in part],
                                      [seeds[j] for j in part], spec, X_eval, y_eval, report,
-                                     int(part[0]), stop if workers > 1 else None))
+                                     int(part[0]), stop if workers > 1 else None,
+                                     native_kernel))
         return done
 
     if workers == 1:  # in this thread, on torch's own threads
@@ -348,8 +380,8 @@ class _Stopped(Exception):
 
 
 def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=None,
-                 offset: int = 0, stop: threading.Event | None = None
-                 ) -> BatchedTrainingResult:
+                 offset: int = 0, stop: threading.Event | None = None,
+                 native_kernel: bool | None = None) -> BatchedTrainingResult:
     """``train_many`` for one group of models, in the calling thread (models numbered from
     ``offset`` in error messages; ``train_many`` has checked the subsets)."""
     n_models = len(seeds)
@@ -359,6 +391,13 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
     layout = ParameterLayout.from_model(model)
     theta = torch.stack([initial_parameters(model, layout, s) for s in seeds]).to(device, dtype)
     net = StackedMLP(model, theta)
+    compiled = None if native_kernel is False else net.native_epoch()
+    if native_kernel and compiled is None:
+        raise RuntimeError("the native MLP kernel does not apply here (see "
+                           "curvscope.training.native: a C compiler, a CPU, float32/float64)")
+    if compiled is not None:
+        X, y = X.contiguous(), y.contiguous()
+        scratch = compiled.scratch(min(spec.batch_size, size))
     index = torch.as_tensor(np.stack(subsets), device=device, dtype=torch.long)
     generators = [shuffle_generator(s) for s in seeds]
     params, grads = net.flat, net.grad_flat
@@ -373,7 +412,13 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
     for epoch in range(1, spec.epochs + 1):
         order = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)
         loss_sums = torch.zeros(n_models, dtype=dtype, device=device) if epoch in curve else None
-        for start in range(0, size, spec.batch_size):
+        if compiled is not None:
+            compiled.run(X, y, index.gather(1, order), spec.batch_size,
+                         [learning_rate(spec, step + t, total_steps)
+                          for t in range(steps_per_epoch)],
+                         spec.momentum, spec.weight_decay, params, buffer, loss_sums, scratch)
+            step += steps_per_epoch
+        for start in range(0, size if compiled is None else 0, spec.batch_size):
             rows = index.gather(1, order[:, start : start + spec.batch_size])
             # index_select on the flattened rows: the same gather, ~4× faster than X[rows]
             xb = X.index_select(0, rows.reshape(-1)).view(*rows.shape, X.shape[1])

@@ -16,15 +16,17 @@ from tests.conftest import make_problem
     ("relu", False, "cosine", 1e-3),
     ("tanh", True, "cosine", 0.0),
 ])
+@pytest.mark.parametrize("native_kernel", [False, None], ids=["torch-ops", "default"])
 def test_model_trained_alone_equals_same_model_in_a_batch(activation, bias, schedule,
-                                                          weight_decay):
+                                                          weight_decay, native_kernel):
     template, X, y = make_problem(n=60, activation=activation, bias=bias)
     spec = TrainingSpec(lr=0.05, batch_size=8, epochs=3, schedule=schedule,
                         weight_decay=weight_decay, checkpoints=[1, 3])
     subsets = [draw_subset(60, 0.5, m, seed=0) for m in range(4)]
     seeds = [11, 12, 13, 14]
     X_eval, y_eval = X[:7], y[:7]
-    batched = train_many(template, X, y, subsets, seeds, spec, X_eval, y_eval)
+    batched = train_many(template, X, y, subsets, seeds, spec, X_eval, y_eval,
+                         native_kernel=native_kernel)
     for b, (subset, seed) in enumerate(zip(subsets, seeds, strict=True)):
         model = build_mlp(5, 4, ModelSpec(hidden=[6, 5], activation=activation, bias=bias),
                           seed=seed)
@@ -131,10 +133,11 @@ def test_models_per_chunk_follows_the_memory_budget():
     assert models_per_chunk(template, 32, 100, 4, cap=1000, memory_budget_bytes=2**30) == 1000
 
 
+@pytest.mark.parametrize("native_kernel", [False, None], ids=["torch-ops", "default"])
 @pytest.mark.parametrize("threads, models_per_group", [(2, 64), (3, 64), (1, 5), (2, 5),
                                                       (3, 7)])
 def test_models_trained_in_groups_and_threads_are_bit_identical_to_one_group(
-        threads, models_per_group):
+        threads, models_per_group, native_kernel):
     """train_many's cache-sized groups, shared out among threads (one single-threaded torch
     per Python thread), change nothing: θ, test losses and running losses equal those of one
     group of all models bit for bit, torch's thread count is restored, and the progress
@@ -146,11 +149,12 @@ def test_models_trained_in_groups_and_threads_are_bit_identical_to_one_group(
     seeds = list(range(100, 124))
     before = torch.get_num_threads()
     one = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5], threads=1,
-                     models_per_group=len(seeds))
+                     models_per_group=len(seeds), native_kernel=native_kernel)
     reported = []
     many = train_many(template, X, y, subsets, seeds, spec, X[:5], y[:5],
                       progress=lambda done, total: reported.append(done / total),
-                      threads=threads, models_per_group=models_per_group)
+                      threads=threads, models_per_group=models_per_group,
+                      native_kernel=native_kernel)
     assert torch.get_num_threads() == before
     assert torch.equal(one.theta, many.theta)
     for epoch in (2, 3):
@@ -203,12 +207,14 @@ def test_the_two_pass_update_without_torch_s_fused_sgd_gives_the_same_models(mon
     for momentum in (0.9, 0.0):
         spec = TrainingSpec(lr=0.05, batch_size=8, epochs=3, momentum=momentum,
                             weight_decay=1e-3, checkpoints=[3])
-        fused = train_many(template, X, y, subsets, list(range(6)), spec, X[:5], y[:5])
+        fused = train_many(template, X, y, subsets, list(range(6)), spec, X[:5], y[:5],
+                           native_kernel=False)
         with monkeypatch.context() as patch:
             patch.setattr(batched, "_FUSED_SGD", None)
-            two_pass = train_many(template, X, y, subsets, list(range(6)), spec, X[:5], y[:5])
+            two_pass = train_many(template, X, y, subsets, list(range(6)), spec, X[:5], y[:5],
+                                  native_kernel=False)
         torch.testing.assert_close(two_pass.theta, fused.theta, rtol=1e-12, atol=1e-13)
         assert not torch.equal(fused.theta, train_many(
             template, X, y, subsets, list(range(6)), TrainingSpec(
                 lr=0.05, batch_size=8, epochs=3, momentum=momentum, checkpoints=[3]),
-            X[:5], y[:5]).theta)  # weight decay did something
+            X[:5], y[:5], native_kernel=False).theta)  # weight decay did something

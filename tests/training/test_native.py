@@ -1,0 +1,135 @@
+"""The compiled epoch of the batched trainer (``curvscope.training.native``) against its torch
+operations: the same models up to float32 round-off, float64 up to reassociation, on the
+paper's architecture and on widths that leave partial vectors, and the fallbacks."""
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from curvscope.groundtruth import draw_subset
+from curvscope.models import ModelSpec, ParameterLayout, build_mlp
+from curvscope.training import TrainingSpec, native
+from curvscope.training.batched import StackedMLP, initial_parameters, train_many
+from tests.conftest import make_problem
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None
+    and shutil.which("clang") is None, reason="no C compiler on this machine")
+
+
+def _both(template, X, y, subsets, seeds, spec, X_eval, y_eval):
+    compiled = train_many(template, X, y, subsets, seeds, spec, X_eval, y_eval,
+                          native_kernel=True)
+    torch_ops = train_many(template, X, y, subsets, seeds, spec, X_eval, y_eval,
+                           native_kernel=False)
+    return compiled, torch_ops
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@needs_compiler
+@pytest.mark.parametrize("activation,bias,momentum,weight_decay,schedule", [
+    ("gelu", True, 0.9, 0.0, "constant"),
+    ("relu", False, 0.9, 1e-3, "cosine"),
+    ("tanh", True, 0.0, 1e-3, "cosine"),
+])
+def test_float64_epochs_equal_the_torch_operations_to_round_off(activation, bias, momentum,
+                                                                 weight_decay, schedule):
+    """Widths 5 → 6 → 5 → 4 (every row a partial vector), a last minibatch of 6 of 30."""
+    template, X, y = make_problem(n=60, activation=activation, bias=bias)
+    spec = TrainingSpec(lr=0.05, batch_size=8, epochs=3, momentum=momentum,
+                        weight_decay=weight_decay, schedule=schedule, checkpoints=[1, 3])
+    subsets = [draw_subset(60, 0.5, m, seed=0) for m in range(5)]
+    compiled, torch_ops = _both(template, X, y, subsets, list(range(5)), spec, X[:7], y[:7])
+    assert _relative(compiled.theta, torch_ops.theta) < 1e-12
+    for epoch in (1, 3):
+        torch.testing.assert_close(compiled.eval_losses[epoch], torch_ops.eval_losses[epoch],
+                                   rtol=1e-11, atol=1e-13)
+    for epoch in torch_ops.train_losses:
+        torch.testing.assert_close(compiled.train_losses[epoch], torch_ops.train_losses[epoch],
+                                   rtol=1e-11, atol=1e-13)
+    assert _relative(compiled.theta, torch.stack([initial_parameters(
+        template, ParameterLayout.from_model(template), s) for s in range(5)])) > 1e-3
+
+
+@needs_compiler
+@pytest.mark.parametrize("hidden,activation", [
+    ([64, 32], "gelu"), ([17, 40], "gelu"), ([64, 32], "tanh"), ([64, 32], "relu"), ([], "gelu")])
+def test_float32_epochs_agree_with_the_torch_operations(hidden, activation):
+    """The paper's MLP (64 → 64 → 32 → 10, minibatches of 32: 20 of them and one of 26 per
+    epoch) and odd widths, five epochs in float32: parameters within 2e-5 relative, per-point
+    losses within 1e-4 (the polynomial exp/erf and reassociated sums, about 1e-7 a step)."""
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(900, 64, generator=gen)
+    y = torch.randint(0, 10, (900,), generator=gen)
+    template = build_mlp(64, 10, ModelSpec(hidden=hidden, activation=activation), seed=0,
+                         dtype=torch.float32)
+    spec = TrainingSpec(lr=0.05, batch_size=32, epochs=5, weight_decay=1e-4, checkpoints=[5])
+    subsets = [draw_subset(900, 0.74, m, seed=1) for m in range(6)]
+    assert len(subsets[0]) == 666
+    compiled, torch_ops = _both(template, X, y, subsets, list(range(6)), spec, X[:50], y[:50])
+    assert _relative(compiled.theta, torch_ops.theta) < 2e-5
+    torch.testing.assert_close(compiled.eval_losses[5], torch_ops.eval_losses[5], rtol=1e-4,
+                               atol=1e-5)
+    for epoch in torch_ops.train_losses:
+        torch.testing.assert_close(compiled.train_losses[epoch], torch_ops.train_losses[epoch],
+                                   rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
+def test_a_hopelessly_wrong_prediction_reads_minus_log_tiny_in_the_compiled_epoch():
+    """As in the torch path: p_y underflows to 0 and the running loss floors at −log(tiny)."""
+    template, X, y = make_problem(n=8, activation="tanh")
+    template = template.float()
+    theta = torch.stack([torch.cat([p.detach().flatten() for p in template.parameters()])])
+    net = StackedMLP(template, theta)
+    with torch.no_grad():
+        net.biases[-1][0] = torch.tensor([0.0, 0.0, 0.0, 500.0])   # class 3 always, by far
+    epoch = net.native_epoch()
+    assert epoch is not None
+    sums = torch.zeros(1, dtype=torch.float32)
+    rows = torch.arange(8).unsqueeze(0)
+    epoch.run(X.float(), torch.zeros(8, dtype=torch.long), rows, 8, [0.0], 0.9, 0.0,
+              net.flat, torch.zeros_like(net.flat), sums, epoch.scratch(8))
+    assert float(sums[0]) / 8 == pytest.approx(-np.log(np.finfo(np.float32).tiny), rel=1e-6)
+
+
+@needs_compiler
+def test_the_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv(native.KERNEL_DIR_ENV, str(tmp_path))
+    compiler = native._compiler()
+    first = native._build(compiler)
+    stamp = first.stat().st_mtime_ns
+    assert first.parent == tmp_path and first.suffix == ".so"
+    assert native._build(compiler) == first and first.stat().st_mtime_ns == stamp
+    assert list(tmp_path.iterdir()) == [first]  # no partial files left behind
+
+
+def test_without_the_kernel_the_torch_operations_train(monkeypatch, tmp_path, caplog):
+    """CURVSCOPE_NATIVE=0, or a compiler that fails: the trainer falls back (with a warning
+    for the failure), and native_kernel=True says why it cannot run."""
+    template, X, y = make_problem(n=24, activation="gelu")
+    spec = TrainingSpec(lr=0.05, batch_size=8, epochs=1)
+    subsets = [draw_subset(24, 0.5, m, seed=0) for m in range(2)]
+    monkeypatch.setenv(native.NATIVE_ENV, "0")
+    assert native.library() is None
+    with pytest.raises(RuntimeError, match="native MLP kernel does not apply"):
+        train_many(template, X, y, subsets, [0, 1], spec, X[:3], y[:3], native_kernel=True)
+    reference = train_many(template, X, y, subsets, [0, 1], spec, X[:3], y[:3])
+    monkeypatch.delenv(native.NATIVE_ENV)
+    monkeypatch.setenv("CC", shutil.which("false") or "/bin/false")
+    monkeypatch.setenv(native.KERNEL_DIR_ENV, str(tmp_path))
+    native._library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="curvscope.training.native"):
+            assert native.library() is None
+        assert "native MLP kernel is unavailable" in caplog.text
+        fallback = train_many(template, X, y, subsets, [0, 1], spec, X[:3], y[:3])
+        assert torch.equal(fallback.theta, reference.theta)
+    finally:
+        native._library.cache_clear()
