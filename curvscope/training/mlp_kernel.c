@@ -16,6 +16,9 @@
  * depends only on its own data and the architecture, never on its place in the batch.
  */
 #include <float.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
