@@ -111,12 +111,15 @@ def layer_signals(model: nn.Module, X: torch.Tensor, cotangents_fn) -> LayerSign
             logits = model(X)
             cotangents = cotangents_fn(logits)
             names = list(taps)
+            # the vector-Jacobian product J^T cot as the gradient of the scalar <logits, cot>
+            # (the same numbers: the sum's backward hands cot through times 1): autograd.grad
+            # with a tensor grad_outputs imports sympy on its first call, ~0.9 s here
             grads = [
                 torch.stack(g)
                 for g in zip(
                     *(
                         torch.autograd.grad(
-                            logits, [taps[n] for n in names], grad_outputs=cot, retain_graph=True
+                            (logits * cot).sum(), [taps[n] for n in names], retain_graph=True
                         )
                         for cot in cotangents
                     ),
