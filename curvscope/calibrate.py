@@ -19,7 +19,7 @@ is the code's and not LAPACK's or BLAS's:
   resamples, 2 methods: ranked elements ((methods + 1) · resamples · M · T) per second, the
   time of its prefix-count matmul (2·M float32 flops per element) at the gemm32 rate
   taken out;
-* npz: ``np.savez_compressed`` of 8 MB of float64 normals, bytes per second;
+* npz: ``np.savez`` of 8 MB of float64 normals, bytes per second;
 * base_rss_bytes: this process's resident memory at the end.
 
 Each timed kernel is the median of its repeats (a shared machine's load is part of what a
@@ -166,12 +166,12 @@ def _lds_rate(gemm32: float, M: int = 100, T: int = 100, B: int = 200) -> float:
 
 
 def _npz_rate(n: int = 2**20) -> float:
-    """Bytes per second of ``np.savez_compressed`` (what writes arrays.npz) on 8 MB of
-    float64 normals (incompressible like the scores), into memory."""
+    """Bytes per second of ``np.savez`` (what writes arrays.npz, uncompressed) on 8 MB of
+    float64 normals, into memory."""
     import io
 
     values = np.random.default_rng(8).standard_normal(n)
-    return 8 * n / _median_time(lambda: np.savez_compressed(io.BytesIO(), a=values), 3)
+    return 8 * n / _median_time(lambda: np.savez(io.BytesIO(), a=values), 3)
 
 
 def probe() -> dict:

@@ -44,7 +44,9 @@ def write_json_atomic(path: Path, content: Any) -> None:
 
 
 def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    _atomic(Path(path), lambda h: np.savez_compressed(h, **arrays))
+    """Uncompressed (``np.savez``): a study's arrays are float noise that zlib shrinks by
+    9–17 % at 26 MB/s, against 1.4 GB/s stored (the paper preset's 35 MB: 1.7 vs 0.06 s)."""
+    _atomic(Path(path), lambda h: np.savez(h, **arrays))
 
 
 def _json_default(value):
