@@ -21,8 +21,9 @@ on its own data, so results are bit-identical across groups and threads.
 Where no C compiler is found, where compiling fails, on a GPU, or with ``CURVSCOPE_NATIVE=0``,
 the trainer uses its torch operations (same results within the tolerances above). The shared
 library is built once per source, compiler and CPU (``-O3 -march=native``, ~3 s) into
-``$CURVSCOPE_KERNEL_DIR`` (default ``~/.cache/curvscope/kernels``, or a temporary directory
-where that is not writable) and reused by every later process.
+``$CURVSCOPE_KERNEL_DIR`` (default ``$CURVSCOPE_CACHE_DIR/kernels``, i.e.
+``~/.cache/curvscope/kernels``; where that is not writable, a directory of the user's own under
+the temporary directory) and reused by every later process.
 """
 
 from __future__ import annotations
@@ -88,20 +89,34 @@ def kernel_dir() -> Path:
     return Path(base) / "kernels"
 
 
+def _private_temp_dir() -> Path:
+    """A directory of this user's own under the temporary directory (mode 0700, checked), so
+    that nobody else can put a library there for this process to load."""
+    directory = Path(tempfile.gettempdir()) / f"curvscope-kernels-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    status = directory.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise OSError(f"{directory} is not this user's own directory")
+    return directory
+
+
 def _build(compiler: str) -> Path:
+    """The kernel's shared library, compiled unless this source, compiler, flags and CPU
+    already have one (the file name is a hash of all four)."""
     here = Path(__file__).parent
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              timeout=60).stdout
     digest = hashlib.sha256()
-    for part in [*(here / s for s in SOURCES)]:
-        digest.update(part.read_bytes())
+    for source in SOURCES:
+        digest.update((here / source).read_bytes())
     digest.update(" ".join([compiler, version, *FLAGS, _cpu_identity()]).encode())
     name = f"mlp_kernel-{digest.hexdigest()[:16]}.so"
-    for directory in (kernel_dir(), Path(tempfile.gettempdir()) / "curvscope-kernels"):
-        target = directory / name
-        if target.exists():
-            return target
+    for where in (kernel_dir, _private_temp_dir):
         try:
+            directory = where()
+            target = directory / name
+            if target.exists():
+                return target
             directory.mkdir(parents=True, exist_ok=True)
             fd, partial = tempfile.mkstemp(suffix=".so", dir=directory)
             os.close(fd)

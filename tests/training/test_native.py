@@ -133,3 +133,23 @@ def test_without_the_kernel_the_torch_operations_train(monkeypatch, tmp_path, ca
         assert torch.equal(fallback.theta, reference.theta)
     finally:
         native._library.cache_clear()
+
+
+@needs_compiler
+def test_an_unwritable_kernel_dir_falls_back_to_a_private_temporary_one(tmp_path, monkeypatch):
+    """Where the cache is not writable the kernel goes to <tmp>/curvscope-kernels-<uid>, mode
+    0700; a directory of that name that others may write to is refused, not loaded from."""
+    import os
+    import tempfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(native.KERNEL_DIR_ENV, str(blocker / "kernels"))  # under a file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    built = native._build(native._compiler())
+    private = tmp_path / f"curvscope-kernels-{os.getuid()}"
+    assert built.parent == private and (private.stat().st_mode & 0o777) == 0o700
+    built.unlink()
+    private.chmod(0o777)
+    with pytest.raises(RuntimeError, match="no writable directory"):
+        native._build(native._compiler())
