@@ -396,7 +396,7 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
         raise RuntimeError("the native MLP kernel does not apply here (see "
                            "curvscope.training.native: a C compiler, a CPU, float32/float64)")
     if compiled is not None:
-        X, y = X.contiguous(), y.contiguous()
+        X, y = X.contiguous(), y.to(torch.long).contiguous()
         scratch = compiled.scratch(min(spec.batch_size, size))
     index = torch.as_tensor(np.stack(subsets), device=device, dtype=torch.long)
     generators = [shuffle_generator(s) for s in seeds]
