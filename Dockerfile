@@ -15,6 +15,12 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_SPEC="torch>=2.3"
 
 WORKDIR /app
+# a C compiler for the retraining kernel (curvscope/training/native.py, built below; without
+# one the retrained models train through torch operations, about twice as slow)
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+       gcc libc6-dev >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 # torch first, from the chosen index, so the layer is cached across code changes
 RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
 
@@ -34,6 +40,9 @@ RUN pip install ".[service]" \
     && mkdir -p /data && chown curvscope /data
 
 USER curvscope
+# the kernel, compiled once for this image (a host with another CPU recompiles it, ~3 s)
+RUN python -c "from curvscope.training import native; assert native.library() is not None, \
+'the retraining kernel did not build'"
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
