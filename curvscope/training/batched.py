@@ -399,6 +399,10 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
         X, y = X.contiguous(), y.to(torch.long).contiguous()
         scratch = compiled.scratch(min(spec.batch_size, size))
     index = torch.as_tensor(np.stack(subsets), device=device, dtype=torch.long)
+    if compiled is not None and index.numel() and not (0 <= int(index.min())
+                                                       and int(index.max()) < len(X)):
+        # the kernel reads rows unchecked: an index torch would refuse must not reach it
+        raise IndexError(f"subset indices must lie in [0, {len(X)}) for {len(X)} points")
     generators = [shuffle_generator(s) for s in seeds]
     params, grads = net.flat, net.grad_flat
     buffer = torch.zeros_like(params)

@@ -153,3 +153,12 @@ def test_an_unwritable_kernel_dir_falls_back_to_a_private_temporary_one(tmp_path
     private.chmod(0o777)
     with pytest.raises(RuntimeError, match="no writable directory"):
         native._build(native._compiler())
+
+
+@needs_compiler
+def test_a_subset_index_beyond_the_data_is_refused_before_the_kernel_reads_it():
+    template, X, y = make_problem(n=20, activation="gelu")
+    spec = TrainingSpec(lr=0.05, batch_size=4, epochs=1)
+    with pytest.raises(IndexError, match=r"\[0, 20\)"):
+        train_many(template, X, y, [np.arange(8), np.arange(12, 20) + 1], [0, 1], spec,
+                   X[:3], y[:3], native_kernel=True)
