@@ -162,3 +162,44 @@ def test_a_subset_index_beyond_the_data_is_refused_before_the_kernel_reads_it():
     with pytest.raises(IndexError, match=r"\[0, 20\)"):
         train_many(template, X, y, [np.arange(8), np.arange(12, 20) + 1], [0, 1], spec,
                    X[:3], y[:3], native_kernel=True)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@needs_compiler
+@pytest.mark.parametrize("march,needs", [("x86-64", "sse2"), ("haswell", "avx2")])
+def test_the_kernel_built_for_narrower_vectors_trains_the_same_models(march, needs, tmp_path,
+                                                                       monkeypatch):
+    """The kernel's SSE2 (4 floats a vector) and AVX2 (8) builds, which machines without
+    AVX-512 compile with -march=native, against the torch operations: float64 to 1e-12,
+    float32 to float32 round-off, on odd widths and the paper's."""
+    import platform
+
+    if platform.machine() != "x86_64" or needs not in _cpu_flags():
+        pytest.skip(f"needs an x86-64 CPU with {needs}")
+    monkeypatch.setenv(native.KERNEL_DIR_ENV, str(tmp_path))
+    library = native.load(native._build(native._compiler(), march=march))
+    monkeypatch.setattr(native, "_library", lambda: library)
+    template, X, y = make_problem(n=60, activation="gelu", hidden=(6, 17))
+    spec = TrainingSpec(lr=0.05, batch_size=8, epochs=2, weight_decay=1e-3)
+    subsets = [draw_subset(60, 0.5, m, seed=0) for m in range(3)]
+    compiled, torch_ops = _both(template, X, y, subsets, [0, 1, 2], spec, X[:7], y[:7])
+    assert _relative(compiled.theta, torch_ops.theta) < 1e-12
+    gen = torch.Generator().manual_seed(4)
+    X32 = torch.randn(300, 64, generator=gen)
+    y32 = torch.randint(0, 10, (300,), generator=gen)
+    template32 = build_mlp(64, 10, ModelSpec(hidden=[64, 32], activation="tanh"), seed=0,
+                           dtype=torch.float32)
+    subsets32 = [draw_subset(300, 0.5, m, seed=2) for m in range(3)]
+    compiled, torch_ops = _both(template32, X32, y32, subsets32, [0, 1, 2],
+                                TrainingSpec(lr=0.05, batch_size=32, epochs=3), X32[:20],
+                                y32[:20])
+    assert _relative(compiled.theta, torch_ops.theta) < 2e-5
