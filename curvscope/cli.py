@@ -73,10 +73,6 @@ def refuse_mismatched_rerun(target: Path, spec_hash: str, overwrite: bool) -> No
             f"{spec_hash}. Choose another --out, or pass --overwrite to replace them")
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CURVSCOPE_CACHE_DIR", Path.home() / ".cache" / "curvscope"))
-
-
 #: The spec options ``run`` and ``estimate`` share.
 ConfigOption = Annotated[Path | None, typer.Option(help="Study spec as TOML (or JSON).")]
 PresetOption = Annotated[str | None, typer.Option(help="Start from a preset: quick or paper.")]
@@ -100,6 +96,7 @@ def run(
     from curvscope.data import DataValidationError
     from curvscope.linalg import default_backend
     from curvscope.spec import resolve_spec
+    from curvscope.storage import default_cache_dir
     from curvscope.study import MemoryBudgetError, run_study
     from curvscope.training import TrainingDivergedError
 
@@ -187,6 +184,7 @@ def ladder(
     """Run the ablation ladder locally: curvscope's protocol toward the official code's, one
     choice at a time; print its table."""
     from curvscope.ladder import LadderSpec, markdown_ladder, run_ladder
+    from curvscope.storage import default_cache_dir
 
     body = load_config(config) if config else {"base": {"preset": preset}}
     if rungs is not None:

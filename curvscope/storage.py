@@ -38,6 +38,12 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
         raise
 
 
+def default_cache_dir() -> Path:
+    """Where curvscope caches what it computed: ``$CURVSCOPE_CACHE_DIR``, else
+    ``~/.cache/curvscope`` (stages here, compiled kernels under ``kernels/``)."""
+    return Path(os.environ.get("CURVSCOPE_CACHE_DIR", Path.home() / ".cache" / "curvscope"))
+
+
 def write_json_atomic(path: Path, content: Any) -> None:
     text = json.dumps(content, indent=2, allow_nan=False, default=_json_default)
     _atomic(Path(path), lambda h: h.write(text + "\n"), mode="w")

@@ -422,13 +422,14 @@ def _train_group(model, X, y, subsets, seeds, spec, X_eval, y_eval, progress=Non
                           for t in range(steps_per_epoch)],
                          spec.momentum, spec.weight_decay, params, buffer, loss_sums, scratch)
             step += steps_per_epoch
-        for start in range(0, size if compiled is None else 0, spec.batch_size):
-            rows = index.gather(1, order[:, start : start + spec.batch_size])
-            # index_select on the flattened rows: the same gather, ~4× faster than X[rows]
-            xb = X.index_select(0, rows.reshape(-1)).view(*rows.shape, X.shape[1])
-            net.gradients(xb, y[rows], loss_sums)
-            sgd_step(params, grads, buffer, spec, learning_rate(spec, step, total_steps))
-            step += 1
+        else:
+            for start in range(0, size, spec.batch_size):
+                rows = index.gather(1, order[:, start : start + spec.batch_size])
+                # index_select on the flattened rows: the same gather, ~4× faster than X[rows]
+                xb = X.index_select(0, rows.reshape(-1)).view(*rows.shape, X.shape[1])
+                net.gradients(xb, y[rows], loss_sums)
+                sgd_step(params, grads, buffer, spec, learning_rate(spec, step, total_steps))
+                step += 1
         # a model's parameters are all finite iff their sum is (NaN and ±inf propagate; a sum
         # that overflows from finite entries is followed by the exact per-entry check)
         finite = torch.isfinite(torch.stack([p.reshape(n_models, -1).sum(1)

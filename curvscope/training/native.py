@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from curvscope.storage import default_cache_dir
+
 log = logging.getLogger(__name__)
 
 #: ``0``/``off``/``false`` makes the batched trainer use its torch operations only.
@@ -63,8 +65,9 @@ def enabled() -> bool:
 
 def _compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        found = shutil.which(name) if name else None
+        if found:
+            return found
     return None
 
 
@@ -85,8 +88,7 @@ def _cpu_identity() -> str:
 def kernel_dir() -> Path:
     if os.environ.get(KERNEL_DIR_ENV):
         return Path(os.environ[KERNEL_DIR_ENV])
-    base = os.environ.get("CURVSCOPE_CACHE_DIR") or Path.home() / ".cache" / "curvscope"
-    return Path(base) / "kernels"
+    return default_cache_dir() / "kernels"
 
 
 def _private_temp_dir() -> Path:

@@ -82,18 +82,24 @@ def test_training_loss_is_recorded_at_25_even_epochs_and_the_checkpoints():
     assert loss_curve_epochs(100, [40, 500]) == loss_curve_epochs(100, [40])  # beyond: ignored
 
 
-def test_a_hopelessly_wrong_prediction_gives_a_large_finite_running_loss():
-    """float32 softmax underflows to p = 0 for a margin above ~104; the running loss then
-    reads −log(tiny) ≈ 87.3 for that point instead of +∞."""
+def hopelessly_wrong_net():
+    """(one float32 StackedMLP that predicts class 3 by a margin of ~500, its 8 inputs)."""
     from curvscope.training.batched import StackedMLP
 
-    template, X, y = make_problem(n=8, activation="tanh")
+    template, X, _ = make_problem(n=8, activation="tanh")
     template = template.float()
     theta = torch.stack([torch.cat([p.detach().flatten() for p in template.parameters()])])
     net = StackedMLP(template, theta)
     with torch.no_grad():
         net.biases[-1][0] = torch.tensor([0.0, 0.0, 0.0, 500.0])   # class 3 always, by far
-    x = X.float().unsqueeze(0)
+    return net, X.float()
+
+
+def test_a_hopelessly_wrong_prediction_gives_a_large_finite_running_loss():
+    """float32 softmax underflows to p = 0 for a margin above ~104; the running loss then
+    reads −log(tiny) ≈ 87.3 for that point instead of +∞."""
+    net, X = hopelessly_wrong_net()
+    x = X.unsqueeze(0)
     labels = torch.zeros(1, 8, dtype=torch.long)                      # all truly class 0
     sums = torch.zeros(1)
     net.gradients(x, labels, sums)

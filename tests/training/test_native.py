@@ -12,8 +12,9 @@ import torch
 from curvscope.groundtruth import draw_subset
 from curvscope.models import ModelSpec, ParameterLayout, build_mlp
 from curvscope.training import TrainingSpec, native
-from curvscope.training.batched import StackedMLP, initial_parameters, train_many
+from curvscope.training.batched import initial_parameters, train_many
 from tests.conftest import make_problem
+from tests.training.test_batched import hopelessly_wrong_net
 
 needs_compiler = pytest.mark.skipif(
     shutil.which("cc") is None and shutil.which("gcc") is None
@@ -84,17 +85,12 @@ def test_float32_epochs_agree_with_the_torch_operations(hidden, activation):
 @needs_compiler
 def test_a_hopelessly_wrong_prediction_reads_minus_log_tiny_in_the_compiled_epoch():
     """As in the torch path: p_y underflows to 0 and the running loss floors at −log(tiny)."""
-    template, X, y = make_problem(n=8, activation="tanh")
-    template = template.float()
-    theta = torch.stack([torch.cat([p.detach().flatten() for p in template.parameters()])])
-    net = StackedMLP(template, theta)
-    with torch.no_grad():
-        net.biases[-1][0] = torch.tensor([0.0, 0.0, 0.0, 500.0])   # class 3 always, by far
+    net, X = hopelessly_wrong_net()
     epoch = net.native_epoch()
     assert epoch is not None
     sums = torch.zeros(1, dtype=torch.float32)
     rows = torch.arange(8).unsqueeze(0)
-    epoch.run(X.float(), torch.zeros(8, dtype=torch.long), rows, 8, [0.0], 0.9, 0.0,
+    epoch.run(X, torch.zeros(8, dtype=torch.long), rows, 8, [0.0], 0.9, 0.0,
               net.flat, torch.zeros_like(net.flat), sums, epoch.scratch(8))
     assert float(sums[0]) / 8 == pytest.approx(-np.log(np.finfo(np.float32).tiny), rel=1e-6)
 
